@@ -1,0 +1,121 @@
+"""The only place that starts processes: argv lists, a fixed locale and clock, readable failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess  # noqa: TID251 - this module is the one allowed user
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from driverpack.errors import ToolError
+
+_TAIL_LINES = 15
+
+# Which distribution package brings each tool, for "not found" messages.
+TOOL_PACKAGES: dict[str, tuple[str, str]] = {
+    # tool: (Debian/Ubuntu package, Fedora/RHEL package)
+    "rpmbuild": ("rpm", "rpm-build"),
+    "rpmspec": ("rpm", "rpm-build"),
+    "rpmsign": ("rpm", "rpm-sign"),
+    "rpmkeys": ("rpm", "rpm"),
+    "rpm": ("rpm", "rpm"),
+    "gpg": ("gnupg", "gnupg2"),
+    "make": ("make", "make"),
+    "gcc": ("gcc", "gcc"),
+    "patch": ("patch", "patch"),
+    "cpio": ("cpio", "cpio"),
+    "depmod": ("kmod", "kmod"),
+    "modinfo": ("kmod", "kmod"),
+    "isoinfo": ("genisoimage", "genisoimage"),
+    "xorriso": ("xorriso", "xorriso"),
+    "dnf": ("dnf", "dnf"),
+}
+
+_verbose = True
+
+
+def set_verbose(verbose: bool) -> None:
+    global _verbose
+    _verbose = verbose
+
+
+def tool_hint(tool: str) -> str:
+    deb, rpm = TOOL_PACKAGES.get(tool, (tool, tool))
+    return f"install it: 'apt-get install {deb}' (Debian/Ubuntu) or 'dnf install {rpm}' (Fedora/RHEL)"
+
+
+def which(tool: str) -> str:
+    """The absolute path of a tool, or a ToolError naming its package."""
+    found = shutil.which(tool) or (shutil.which(tool, path="/usr/sbin:/sbin") if tool == "depmod" else None)
+    if not found:
+        raise ToolError(f"required tool '{tool}' was not found on PATH", tool_hint(tool))
+    return found
+
+
+def base_env(source_date_epoch: int | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"LC_ALL": "C", "LANG": "C", "TZ": "UTC"})
+    env.pop("LANGUAGE", None)
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+    return env
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    source_date_epoch: int | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    quiet: bool = False,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run argv; log `+ argv`; append output to `log`; raise ToolError on failure when `check`."""
+    args = [os.fspath(a) for a in argv]
+    if _verbose and not quiet:
+        print("+ " + " ".join(_quote(a) for a in args), file=sys.stderr, flush=True)
+    full_env = base_env(source_date_epoch)
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            args,
+            cwd=cwd,
+            env=full_env,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ToolError(f"required tool '{args[0]}' was not found", tool_hint(Path(args[0]).name)) from None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as f:
+            f.write(b"+ " + " ".join(_quote(a) for a in args).encode() + b"\n")
+            f.write(proc.stdout)
+            f.write(proc.stderr)
+    if check and proc.returncode != 0:
+        raise ToolError(failure_message(args, proc.returncode, proc.stderr or proc.stdout, log))
+    return proc
+
+
+def failure_message(args: Sequence[str], code: int, output: bytes, log: Path | None) -> str:
+    tail = output.decode(errors="replace").rstrip().splitlines()[-_TAIL_LINES:]
+    text = f"'{Path(args[0]).name}' failed with exit code {code}: {' '.join(_quote(a) for a in args)}"
+    if tail:
+        text += "\n" + "\n".join("  | " + line for line in tail)
+    if log is not None:
+        text += f"\n  full log: {log}"
+    return text
+
+
+def _quote(arg: str) -> str:
+    if arg and all(c.isalnum() or c in "-_./=:,+@%" for c in arg):
+        return arg
+    return "'" + arg.replace("'", "'\\''") + "'"
