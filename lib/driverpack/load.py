@@ -1,0 +1,133 @@
+"""The only reader of pack files: pack.toml -> validated models, every problem reported at once."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from driverpack.errors import PackError
+from driverpack.models import Pack
+
+PACK_FILE = "pack.toml"
+PACKS_DIR = "packs"
+
+
+@dataclass(frozen=True)
+class LoadedPack:
+    """A validated pack and the folder it came from."""
+
+    pack: Pack
+    folder: Path  # absolute
+    file: Path  # as shown to the user (relative to the current directory when possible)
+
+    @property
+    def label(self) -> str:
+        return self.pack.label
+
+    def resolve(self, relative_or_absolute: str) -> Path:
+        """A path from the pack file: relative to the pack folder, or absolute (~ expanded)."""
+        path = Path(os.path.expanduser(relative_or_absolute))
+        return path if path.is_absolute() else self.folder / path
+
+
+def display_path(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def find_pack_folders(root: Path) -> list[Path]:
+    """Every folder under <root>/packs/ holding a pack.toml, sorted."""
+    packs = root / PACKS_DIR
+    if not packs.is_dir():
+        return []
+    return sorted(p.parent for p in packs.glob(f"*/{PACK_FILE}"))
+
+
+def pack_folder(selector: str, root: Path) -> Path:
+    """--pack value -> folder: a label under packs/, or a path to a pack folder or pack.toml."""
+    as_path = Path(selector).expanduser()
+    if as_path.name == PACK_FILE and as_path.is_file():
+        return as_path.parent.resolve()
+    if (as_path / PACK_FILE).is_file() and (os.sep in selector or selector.startswith(".")):
+        return as_path.resolve()
+    by_label = root / PACKS_DIR / selector
+    if (by_label / PACK_FILE).is_file():
+        return by_label.resolve()
+    if (as_path / PACK_FILE).is_file():
+        return as_path.resolve()
+    known = ", ".join(p.name for p in find_pack_folders(root)) or "none"
+    raise PackError(
+        [f"--pack {selector}: no pack found (no {PACKS_DIR}/{selector}/{PACK_FILE} and no such pack folder)"],
+        hint=f"packs under {PACKS_DIR}/: {known}; create one with 'inv new LABEL'",
+    )
+
+
+def load_pack(folder: Path) -> LoadedPack:
+    """Read and validate <folder>/pack.toml; PackError lists every problem, one line each."""
+    file = folder / PACK_FILE
+    shown = display_path(file)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackError([f"{shown}: file not found"], hint="create it with 'inv new LABEL'") from None
+    except UnicodeDecodeError as exc:
+        raise PackError([f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PackError([f"{shown}: TOML syntax error: {exc}"], hint="fix the line it names") from None
+    try:
+        pack = Pack.model_validate(raw)
+    except ValidationError as exc:
+        raise PackError([f"{shown}: {line}" for line in format_validation_errors(exc)]) from None
+    return LoadedPack(pack=pack, folder=folder.resolve(), file=shown)
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    errors = exc.errors(include_url=False)
+    lines = []
+    for err in errors:
+        loc = _location(err["loc"])
+        nested = any(len(o["loc"]) > len(err["loc"]) and o["loc"][: len(err["loc"])] == err["loc"] for o in errors)
+        if err["type"] == "too_short" and nested:
+            continue  # the items' own errors say more than "too few items"
+        lines.append(f"{loc}: {_message(err, loc)}" if loc else _message(err, loc))
+    return lines
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith("function-after") or str(part) in {"literal_error"}:
+            continue
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _message(err: Any, loc: str) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = loc.rsplit(".", 1)[-1]
+        return f"unknown key {key!r} (check the spelling; see the pack file reference in the README)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        message = str(err["msg"])
+        return message.removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"{err['input']!r} is not allowed: {err['msg'].removeprefix('Input should be ')}"
+    if kind == "too_short" and loc == "drivers":
+        return "a pack needs at least one [[drivers]] table"
+    if kind in {"string_type", "int_type", "date_type", "date_from_datetime_parsing", "date_parsing"}:
+        return f"{err['msg']} (got {err['input']!r})"
+    if kind in {"model_type", "tuple_type"}:
+        return f"{err['msg']} (got {type(err['input']).__name__})"
+    return str(err["msg"])

@@ -1,0 +1,92 @@
+"""The order of the steps lives here, and only here. Tasks call these; steps never call each other."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from driverpack.context import Context, make_context
+from driverpack.errors import DriverpackError, PackError
+from driverpack.load import LoadedPack, find_pack_folders, load_pack, pack_folder
+
+T = TypeVar("T")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def select_packs(selector: str | None, root: Path) -> list[LoadedPack]:
+    """--pack LABEL|PATH, or every pack under packs/ (every problem of every pack reported)."""
+    if selector:
+        return [load_pack(pack_folder(selector, root))]
+    folders = find_pack_folders(root)
+    if not folders:
+        raise PackError([f"no packs found under {root / 'packs'}/"], hint="create one with 'inv new LABEL'")
+    loaded, problems = [], []
+    for folder in folders:
+        try:
+            loaded.append(load_pack(folder))
+        except DriverpackError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise PackError(problems)
+    return loaded
+
+
+def timed(name: str, label: str, fn: Callable[[], T]) -> T:
+    """Run one step, printing a line when it starts and ends."""
+    say(f"==> {name} [{label}]")
+    start = time.monotonic()
+    result = fn()
+    say(f"<== {name} [{label}] done in {time.monotonic() - start:.1f}s")
+    return result
+
+
+def check(loaded: LoadedPack, root: Path) -> Context:
+    from driverpack.steps.check import preflight
+
+    timed("check", loaded.label, lambda: preflight(loaded, root))
+    return make_context(loaded, root)
+
+
+def specs(loaded: LoadedPack, root: Path) -> Context:
+    from driverpack.steps.specs import write_specs
+
+    ctx = check(loaded, root)
+    result = timed("specs", loaded.label, lambda: write_specs(ctx))
+    for driver in result.drivers:
+        for spec in (driver.kmod_spec, driver.data_spec):
+            if spec is not None:
+                say(f"    {_shown(spec, root)}")
+    return ctx
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def clean(loaded: LoadedPack, root: Path) -> None:
+    """Remove build/<label>/ and dist/<label>* outputs of one pack."""
+    import shutil
+
+    work = root / "build" / loaded.label
+    removed = []
+    if work.exists():
+        shutil.rmtree(work)
+        removed.append(work)
+    dist = root / "dist"
+    if dist.is_dir():
+        for path in sorted(dist.glob(f"{loaded.label}[.-]*")) + sorted(dist.glob(f".{loaded.label}[.-]*")):
+            path.unlink()
+            removed.append(path)
+    for path in removed:
+        say(f"removed {_shown(path, root)}")
+    if not removed:
+        say(f"clean [{loaded.label}]: nothing to remove")

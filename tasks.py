@@ -1,0 +1,93 @@
+"""driverpack tasks: thin wrappers that parse flags, load the pack and call one library function.
+
+Imports of the library happen inside the tasks so that `inv --list` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Exit, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+
+ROOT = Path.cwd()
+PACK_HELP = {"pack": "a label under packs/ or a path to a pack folder (default: every pack)",
+             "debug": "show a traceback on errors"}
+
+
+def _guarded(work: Callable[[], Any], debug: bool) -> Any:
+    """The one place a driverpack error becomes a message and an exit code."""
+    from driverpack.errors import DriverpackError
+
+    try:
+        return work()
+    except DriverpackError as exc:
+        if debug:
+            raise
+        raise Exit(f"error: {exc.render()}", code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted; outputs under their final names are the previous complete ones", code=130) from None
+
+
+def _each_pack(pack: str | None, debug: bool, step: Callable[..., Any]) -> None:
+    from driverpack import pipeline
+
+    def work() -> None:
+        for loaded in pipeline.select_packs(pack, ROOT):
+            step(loaded, ROOT)
+
+    _guarded(work, debug)
+
+
+@task(help=PACK_HELP)
+def check(c, pack=None, debug=False):
+    """Validate pack files and preflight: tools, kernel build dir, sources, uuid uniqueness."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.check)
+    print("check: ok")
+
+
+@task(help=PACK_HELP)
+def specs(c, pack=None, debug=False):
+    """Write the kernel-module and data spec files to build/<label>/SPECS/."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.specs)
+
+
+@task(help={"label": "the new pack's label (letters, digits, _ and -)",
+            "debug": PACK_HELP["debug"]})
+def new(c, label, debug=False):
+    """Scaffold packs/LABEL/pack.toml with a fresh uuid and comments."""
+    from driverpack.scaffold import new_pack
+
+    path = _guarded(lambda: new_pack(ROOT, label), debug)
+    print(f"created {path.relative_to(ROOT)}; put the driver tarball beside it and run 'inv check --pack {label}'")
+
+
+@task(help=PACK_HELP)
+def clean(c, pack=None, debug=False):
+    """Remove build/<label>/ and the pack's files in dist/."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.clean)
+
+
+@task(help={"args": "extra pytest arguments, e.g. '-k specs -x'"})
+def test(c, args=""):
+    """Run every test (linters included) with pytest."""
+    import os
+    import shlex
+
+    argv = [sys.executable, "-m", "pytest", *shlex.split(args)]
+    print("+ " + " ".join(argv), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
+
+
+ns = Collection(check, specs, new, clean, test)
