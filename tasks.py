@@ -15,8 +15,10 @@ from invoke import Collection, Exit, task
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
 ROOT = Path.cwd()
-PACK_HELP = {"pack": "a label under packs/ or a path to a pack folder (default: every pack)",
-             "debug": "show a traceback on errors"}
+PACK_HELP = {
+    "pack": "a label under packs/ or a path to a pack folder (default: every pack)",
+    "debug": "show a traceback on errors",
+}
 
 
 def _guarded(work: Callable[[], Any], debug: bool) -> Any:
@@ -60,8 +62,23 @@ def specs(c, pack=None, debug=False):
     _each_pack(pack, debug, pipeline.specs)
 
 
-@task(help={"label": "the new pack's label (letters, digits, _ and -)",
-            "debug": PACK_HELP["debug"]})
+@task(help=PACK_HELP)
+def compile(c, pack=None, debug=False):
+    """Unpack, patch and compile each driver against the target kernel; check every module's vermagic."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.compile)
+
+
+@task(help=PACK_HELP)
+def build_rpms(c, pack=None, debug=False):
+    """Build the kernel-module, data and source RPMs under build/<label>/rpmbuild/ and check them."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.build_rpms)
+
+
+@task(help={"label": "the new pack's label (letters, digits, _ and -)", "debug": PACK_HELP["debug"]})
 def new(c, label, debug=False):
     """Scaffold packs/LABEL/pack.toml with a fresh uuid and comments."""
     from driverpack.scaffold import new_pack
@@ -90,4 +107,4 @@ def test(c, args=""):
     os.execv(sys.executable, argv)
 
 
-ns = Collection(check, specs, new, clean, test)
+ns = Collection(check, specs, compile, build_rpms, new, clean, test)

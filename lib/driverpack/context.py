@@ -75,9 +75,9 @@ def resolve_kernel(loaded: LoadedPack, modules_root: Path = MODULES_ROOT) -> Ker
     if release == "auto":
         found = installed_kernels(modules_root)
         if len(found) != 1:
-            what = "no kernel build dir" if not found else f"{len(found)} kernel build dirs ({', '.join(found)})"
+            what = "found none" if not found else f"found {len(found)} ({', '.join(found)})"
             raise PackError(
-                [f"{loaded.file}: target.kernel: 'auto' needs exactly one kernel build dir in {modules_root}, found {what}"],
+                [f"{loaded.file}: target.kernel: 'auto' needs exactly one kernel build dir in {modules_root}, {what}"],
                 hint=(
                     "set [target] kernel to the target's 'uname -r' (4.19.0+1 for Citrix Hypervisor 8.2)"
                     if found
@@ -85,10 +85,7 @@ def resolve_kernel(loaded: LoadedPack, modules_root: Path = MODULES_ROOT) -> Ker
                 ),
             )
         release = found[0]
-    if target.build_dir:
-        build_dir = loaded.resolve(target.build_dir)
-    else:
-        build_dir = modules_root / release / "build"
+    build_dir = loaded.resolve(target.build_dir) if target.build_dir else modules_root / release / "build"
     return KernelTarget(release=release, build_dir=build_dir, module_dir=target.module_dir)
 
 

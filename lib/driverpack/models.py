@@ -43,9 +43,7 @@ def _version_like(value: str, what: str, example: str) -> str:
         fix = "use 1.0.1 or put the suffix in release" if what == "version" else "use 1.1 or 1_1"
         raise ValueError(f"{value!r} contains '-', which rpm does not allow in a {what} ({fix})")
     if not _RPM_VERSION.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})"
-        )
+        raise ValueError(f"{value!r} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})")
     return value
 
 

@@ -6,11 +6,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from driverpack.context import Context, make_context
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack, pack_folder
+
+if TYPE_CHECKING:
+    from driverpack.steps.compile import CompileResult
+    from driverpack.steps.rpms import RpmsResult
+    from driverpack.steps.specs import SpecsResult
 
 T = TypeVar("T")
 
@@ -53,16 +58,53 @@ def check(loaded: LoadedPack, root: Path) -> Context:
     return make_context(loaded, root)
 
 
-def specs(loaded: LoadedPack, root: Path) -> Context:
+def specs(loaded: LoadedPack, root: Path) -> SpecsResult:
+    return _specs(check(loaded, root), root)
+
+
+def _specs(ctx: Context, root: Path) -> SpecsResult:
     from driverpack.steps.specs import write_specs
 
-    ctx = check(loaded, root)
-    result = timed("specs", loaded.label, lambda: write_specs(ctx))
+    result = timed("specs", ctx.label, lambda: write_specs(ctx))
     for driver in result.drivers:
         for spec in (driver.kmod_spec, driver.data_spec):
             if spec is not None:
                 say(f"    {_shown(spec, root)}")
-    return ctx
+    return result
+
+
+def compile(loaded: LoadedPack, root: Path) -> CompileResult:
+    ctx = check(loaded, root)
+    _specs(ctx, root)
+    return _compile(ctx, root)
+
+
+def _compile(ctx: Context, root: Path) -> CompileResult:
+    from driverpack.steps.compile import compile_modules
+
+    result = timed("compile", ctx.label, lambda: compile_modules(ctx))
+    for driver in result.drivers:
+        for module in driver.modules:
+            say(f"    {_shown(module, root)} (vermagic {ctx.kernel.release})")
+    return result
+
+
+def build_rpms(loaded: LoadedPack, root: Path) -> RpmsResult:
+    ctx = check(loaded, root)
+    return _build_rpms(ctx, root)
+
+
+def _build_rpms(ctx: Context, root: Path) -> RpmsResult:
+    from driverpack.steps.check import extra_rpm_files
+    from driverpack.steps.rpms import build_rpms as build
+
+    specs_result = _specs(ctx, root)
+    compiled = _compile(ctx, root)
+    extra = tuple(p for item in ctx.loaded.pack.rpms for p in extra_rpm_files(ctx.loaded, item.path))
+    result = timed("build-rpms", ctx.label, lambda: build(ctx, specs_result, compiled, extra))
+    for path in (*result.kmod_rpms, *result.data_rpms, *result.srpms):
+        say(f"    {_shown(path, root)}")
+    return result
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -12,11 +12,11 @@ import jinja2
 
 from driverpack import spectext
 from driverpack.adapters.tarball import TarballLayout, inspect_tarball
+from driverpack.atomic import write_text
 from driverpack.context import Context
 from driverpack.errors import PackError
 from driverpack.load import LoadedPack
 from driverpack.models import ChangelogEntry, Driver, data_path_allowed
-from driverpack.atomic import write_text
 
 # Names that are safe in a spec, a shell command and %files without quoting tricks.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@:,=-]+$")
@@ -183,7 +183,9 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
             vendor=spectext.escape(loaded.pack.pack.vendor),
             source=data_source_name(driver),
             folder=_checked_name(driver.data_folder(), "data folder", f"{loaded.file}: drivers[{index}].data"),
-            description=description("", f"Userspace files (firmware, modprobe rules, configuration) for {driver.name}."),
+            description=description(
+                "", f"Userspace files (firmware, modprobe rules, configuration) for {driver.name}."
+            ),
             files=data_files(loaded, driver, index),
             changelog=render_changelog(driver.changelog, f"{data.version}-{data.release}", ctx.epoch),
         )

@@ -1,0 +1,162 @@
+"""compile: unpack, patch and build each driver's modules with Kbuild against the target kernel."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from driverpack.adapters.tarball import extract_tarball, inspect_tarball
+from driverpack.context import Context
+from driverpack.errors import BuildError, PackError, ToolError
+from driverpack.models import Driver
+from driverpack.run import run, which
+from driverpack.vermagic import vermagic, vermagic_matches
+
+
+@dataclass(frozen=True)
+class CompiledDriver:
+    name: str
+    source_root: Path  # the unpacked, patched tree (rpmbuild's prebuilt dir)
+    modules: tuple[Path, ...]  # the .ko files, sorted
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    drivers: tuple[CompiledDriver, ...]
+
+
+# Compiler/modpost messages that mean "this source does not fit this kernel's API".
+_API_PATTERNS = (
+    re.compile(r"implicit declaration of function"),
+    re.compile(r"has no member named"),
+    re.compile(r"incompatible pointer type"),
+    re.compile(r"undefined symbol|\"[A-Za-z0-9_]+\" \[.*\] undefined"),
+    re.compile(r"too (many|few) arguments to function"),
+    re.compile(r"unknown type name|storage size of .* isn't known|dereferencing pointer to incomplete type"),
+    re.compile(r"invalid use of undefined type|initialization of .* from incompatible"),
+)
+_FIRST_ERROR = re.compile(r"^(?P<where>[^\s:]+:\d+(?::\d+)?): (?:fatal )?error: (?P<what>.*)$")
+_MODPOST_ERROR = re.compile(r"^(?:ERROR|FATAL): modpost: (?P<what>.*)$")
+
+
+def compilable(driver: Driver) -> bool:
+    """Drivers with a hand-written spec are compiled by that spec's own %build."""
+    return not driver.spec
+
+
+def compile_modules(ctx: Context) -> CompileResult:
+    """Compile every driver (in parallel when there are several), then check every module's vermagic."""
+    drivers = [d for d in ctx.loaded.pack.drivers if compilable(d)]
+    which("make")
+    if not drivers:
+        return CompileResult(())
+    # Split the cores between concurrent drivers; Kbuild's -j does the rest.
+    workers = max(1, min(len(drivers), ctx.jobs))
+    jobs_each = max(1, ctx.jobs // workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(compile_driver, ctx, d, jobs_each) for d in drivers]
+        results = [f.result() for f in futures]
+    return CompileResult(tuple(results))
+
+
+def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
+    index = ctx.loaded.pack.drivers.index(driver)
+    tarball = ctx.loaded.resolve(driver.source)
+    layout = inspect_tarball(tarball)
+    unpack_dir = ctx.work / "BUILD" / driver.name
+    if unpack_dir.exists():
+        shutil.rmtree(unpack_dir)
+    root = extract_tarball(tarball, unpack_dir)
+    log = ctx.logs_dir / f"compile-{driver.name}.log"
+    log.unlink(missing_ok=True)
+    for j, patch in enumerate(driver.patches):
+        apply_patch(root, ctx.loaded.resolve(patch), f"{ctx.loaded.file}: drivers[{index}].patches[{j}]", log)
+    build_dir = root / layout.build_dir if layout.build_dir else root
+    argv = [
+        "make",
+        f"-j{jobs}",
+        "-C",
+        str(ctx.kernel.build_dir),
+        f"M={build_dir}",
+        *driver.make_args,
+        "modules",
+    ]
+    try:
+        run(argv, cwd=build_dir, log=log, source_date_epoch=ctx.epoch)
+    except ToolError:
+        raise BuildError(diagnose(log, driver.name, ctx.kernel.release), hint=f"full log: {log}") from None
+    modules = tuple(sorted(build_dir.rglob("*.ko")))
+    check_modules(modules, driver.name, ctx.kernel.release, log)
+    return CompiledDriver(name=driver.name, source_root=build_dir, modules=modules)
+
+
+def apply_patch(root: Path, patch: Path, where: str, log: Path) -> None:
+    """patch -p1; a patch that does not apply names itself and the failing hunk."""
+    proc = run(
+        ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(patch)],
+        cwd=root,
+        log=log,
+        check=False,
+    )
+    if proc.returncode != 0:
+        output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+        raise PackError(
+            [f"{where}: {patch.name} does not apply: {_failed_hunk(output)}"],
+            hint="regenerate the patch against this tarball (diff -ruN from its top directory, applied with -p1)",
+        )
+
+
+def _failed_hunk(output: str) -> str:
+    current = ""
+    for line in output.splitlines():
+        if line.startswith("patching file "):
+            current = line.removeprefix("patching file ").strip("'")
+        if "FAILED" in line or "can't find file" in line or "Reversed" in line or "malformed" in line:
+            return f"{line.strip()}" + (f" (file {current})" if current and current not in line else "")
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "patch failed"
+
+
+def diagnose(log: Path, name: str, kernel: str) -> str:
+    """The first compiler error with file:line, and whether it looks like a kernel API mismatch."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    first = ""
+    for line in text.splitlines():
+        match = _FIRST_ERROR.match(line.strip()) or _MODPOST_ERROR.match(line.strip())
+        if match:
+            first = line.strip()
+            break
+    if not first:
+        tail = [ln for ln in text.splitlines() if ln.strip()][-5:]
+        return f"{name}: compiling against kernel {kernel} failed:\n" + "\n".join("  | " + t for t in tail)
+    message = f"{name}: compiling against kernel {kernel} failed: {first}"
+    if any(p.search(first) for p in _API_PATTERNS):
+        message += (
+            f"\n  this looks like a kernel API change: the driver source is probably not compatible with "
+            f"kernel {kernel}; ask the driver's author for a version that supports it"
+        )
+    return message
+
+
+def check_modules(modules: tuple[Path, ...], name: str, kernel: str, log: Path) -> None:
+    if not modules:
+        raise BuildError(
+            f"{name}: Kbuild finished but produced no .ko file",
+            hint=f"check that the Makefile/Kbuild sets obj-m; full log: {log}",
+        )
+    problems = []
+    seen: dict[str, Path] = {}
+    for module in modules:
+        if module.name in seen:
+            problems.append(f"{name}: two modules named {module.name} ({seen[module.name]} and {module})")
+        seen[module.name] = module
+        magic = vermagic(module.read_bytes())
+        if magic is None:
+            problems.append(f"{name}: {module.name} has no vermagic (not a kernel module?)")
+        elif not vermagic_matches(magic, kernel):
+            problems.append(f"{name}: {module.name} has vermagic '{magic.strip()}', not for kernel {kernel}")
+    if problems:
+        raise BuildError("\n".join(problems), hint="the kernel build dir must belong to the target kernel")
