@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from driverpack.adapters.repodata import (
     RepoPackage,
     check_repodata,

@@ -1,0 +1,427 @@
+"""Safe inspection and extraction of driver source tarballs, with tarfile only (no processes).
+
+Every member is checked before anything is written: a hostile or broken tarball is refused with
+one line per problem naming the tarball and the member. Extraction writes each member itself
+(no tarfile.extract), so the same rules hold on Pythons without tarfile's extraction filters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import lzma
+import os
+import re
+import shutil
+import tarfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from driverpack.errors import PackError
+
+# kbuild reads <dir>/Kbuild, else <dir>/Makefile; the other spellings are accepted for make users.
+BUILD_FILE_NAMES = ("Kbuild", "Makefile", "GNUmakefile", "makefile")
+MAKEFILE_READ_CAP = 256 * 1024
+_MODULE_LINE = re.compile(r"\bobj-(?:m\b|\$[({])")
+_MAX_LINK_HOPS = 40
+_MAX_PROBLEMS = 20
+_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+_REPACK = "repack the tarball without it"
+# Python's own extraction filters are a second opinion where present (not in every 3.11).
+_FILTER_ERRORS: tuple[type[Exception], ...] = tuple(
+    error for error in (getattr(tarfile, "FilterError", None),) if isinstance(error, type)
+)
+
+_Kind = Literal["directory", "file", "symlink"]
+_Parts = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TarballLayout:
+    """Where the sources sit inside a tarball, for `%setup` and for `make M=`."""
+
+    top_dir: str | None
+    """The one top-level directory holding every member (`%setup -n`), None for files at the root."""
+    build_dir: str
+    """The Kbuild directory relative to top_dir (or the root): "" for the top itself."""
+    build_file: str
+    """The file found there: "Kbuild", else the Makefile spelling that mentions obj-m."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    parts: _Parts
+    kind: _Kind
+    info: tarfile.TarInfo
+    data: tarfile.TarInfo | None
+    """For files and hard links: the member whose bytes the file gets."""
+
+
+@dataclass(frozen=True)
+class _Archive:
+    entries: list[_Entry]
+    top: _Parts
+    links: Mapping[_Parts, str]
+
+
+class _LinkLoop(Exception):
+    """Symbolic links in the archive point at each other without end."""
+
+
+def inspect_tarball(path: Path) -> TarballLayout:
+    """Read a tarball's layout without writing anything to disk."""
+    with _open(path) as tar:
+        archive = _scan(path, tar)
+        build_dir, build_file = _find_build_dir(path, tar, archive)
+    top = archive.top[0] if archive.top else None
+    return TarballLayout(top_dir=top, build_dir="/".join(build_dir), build_file=build_file)
+
+
+def extract_tarball(path: Path, dest: Path) -> Path:
+    """Extract a checked tarball into dest (empty or absent); return the source root in it."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise PackError([f"{dest}: cannot extract {path} here: it is not a directory"])
+    if dest.is_dir() and any(dest.iterdir()):
+        raise PackError([f"{dest}: cannot extract {path} here: the directory is not empty"])
+    with _open(path) as tar:
+        archive = _scan(path, tar)
+        created = not dest.exists()
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            _write_members(path, tar, archive, dest.resolve())
+        except BaseException:
+            _remove_contents(dest, remove_dest=created)
+            raise
+    return dest.joinpath(*archive.top)
+
+
+# reading
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn any decompression or tar format failure into one readable user error."""
+    try:
+        yield
+    except _READ_ERRORS as exc:
+        raise PackError([f"{path}: not a readable tar archive ({_describe(exc)})"]) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if text.startswith("file could not be opened successfully"):
+        return "not gzip, bzip2, xz or plain tar data"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open(path: Path) -> tarfile.TarFile:
+    """Open for reading, whatever the compression; the caller closes it with `with`."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise PackError([f"{path}: the archive is empty"])
+    with _reading(path):
+        return tarfile.open(path, mode="r:*")
+
+
+def _scan(path: Path, tar: tarfile.TarFile) -> _Archive:
+    """Read every header, refuse unsafe members, and find the top directory."""
+    with _reading(path):
+        infos = tar.getmembers()
+        _check_end(path, tar, infos)
+
+    problems: list[str] = []
+    entries: list[_Entry] = []
+    kinds: dict[_Parts, _Kind] = {}
+    links: dict[_Parts, str] = {}
+    data: dict[_Parts, tarfile.TarInfo] = {}
+
+    def refuse(info: tarfile.TarInfo, why: str) -> None:
+        problems.append(f"{path}: member {info.name!r} {why}; {_REPACK}")
+
+    for info in infos:
+        if info.type in (tarfile.XGLTYPE, tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+            continue
+        if info.name.startswith("/"):
+            refuse(info, "has an absolute path")
+            continue
+        parts = _split(info.name)
+        if ".." in parts:
+            refuse(info, "has a '..' component")
+            continue
+        if not parts:  # the archive root itself, "./"
+            continue
+        kind = _kind(info)
+        if kind is None:
+            refuse(info, f"is a {_type_name(info)}, which a source tarball has no use for")
+            continue
+        if kinds.get(parts, kind) != kind:
+            refuse(info, f"appears twice, as a {kinds[parts]} and as a {kind}")
+            continue
+        kinds[parts] = kind
+        held: tarfile.TarInfo | None = None
+        if info.issym():
+            if info.linkname.startswith("/"):
+                refuse(info, f"is a symbolic link to the absolute path {info.linkname!r}")
+                continue
+            links[parts] = info.linkname
+        elif info.islnk():
+            target = _split(info.linkname)
+            if info.linkname.startswith("/") or ".." in target:
+                refuse(info, f"is a hard link to {info.linkname!r}, outside the archive")
+                continue
+            held = data.get(target)
+            if held is None:
+                refuse(info, f"is a hard link to {info.linkname!r}, which is not a file before it")
+                continue
+        elif info.isreg():
+            held = info
+        if held is not None:
+            data[parts] = held
+        entries.append(_Entry(parts, kind, info, held))
+    _raise_if(problems)
+    if not entries:
+        raise PackError([f"{path}: the archive is empty"])
+
+    top = _top_dir(entries)
+    where = f"{top[0]}/" if top else "the archive"
+    for entry in entries:
+        parent = entry.parts[:-1]
+        for depth in range(1, len(parent) + 1):
+            if kinds.get(parent[:depth]) == "file":
+                refuse(entry.info, f"lies under {'/'.join(parent[:depth])!r}, which is a file")
+                break
+        else:
+            if entry.parts != top and not _stays_in(parent, top, links):
+                refuse(entry.info, f"lies under a symbolic link that leads outside {where}")
+            elif entry.kind == "symlink" and not _stays_in(parent + tuple(entry.info.linkname.split("/")), top, links):
+                refuse(entry.info, f"is a symbolic link to {entry.info.linkname!r}, outside {where}")
+    _raise_if(problems)
+    return _Archive(entries, top, links)
+
+
+def _check_end(path: Path, tar: tarfile.TarFile, infos: Sequence[tarfile.TarInfo]) -> None:
+    """tarfile stops quietly at a damaged header; tar (and so rpmbuild) would fail there."""
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if block.strip(b"\0"):
+        after = f" after member {infos[-1].name!r}" if infos else ""
+        raise PackError([f"{path}: not a readable tar archive (truncated or damaged{after})"])
+    # Reading to the end makes gzip, bzip2 and xz check their trailers and checksums.
+    while tar.fileobj.read(1 << 20):
+        pass
+
+
+def _split(name: str) -> _Parts:
+    return tuple(part for part in name.split("/") if part not in ("", "."))
+
+
+def _kind(info: tarfile.TarInfo) -> _Kind | None:
+    if info.isdir():
+        return "directory"
+    if info.isreg() or info.islnk():
+        return "file"
+    if info.issym():
+        return "symlink"
+    return None
+
+
+def _type_name(info: tarfile.TarInfo) -> str:
+    if info.ischr():
+        return "character device"
+    if info.isblk():
+        return "block device"
+    if info.isfifo():
+        return "fifo"
+    return f"member of unsupported tar type {info.type!r}"
+
+
+def _top_dir(entries: Sequence[_Entry]) -> _Parts:
+    firsts = {entry.parts[0] for entry in entries}
+    if len(firsts) != 1:
+        return ()
+    if any(len(entry.parts) == 1 and entry.kind != "directory" for entry in entries):
+        return ()
+    return (firsts.pop(),)
+
+
+def _resolve(parts: Sequence[str], links: Mapping[_Parts, str]) -> _Parts | None:
+    """Where a path leads inside the archive, following its symbolic links; None above the root."""
+    pending = list(reversed(parts))
+    out: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not out:
+                return None
+            out.pop()
+            continue
+        out.append(part)
+        target = links.get(tuple(out))
+        if target is None:
+            continue
+        hops += 1
+        if hops > _MAX_LINK_HOPS:
+            raise _LinkLoop
+        out.pop()
+        if target.startswith("/"):
+            return None
+        pending.extend(reversed(target.split("/")))
+    return tuple(out)
+
+
+def _stays_in(parts: Sequence[str], top: _Parts, links: Mapping[_Parts, str]) -> bool:
+    try:
+        resolved = _resolve(parts, links)
+    except _LinkLoop:
+        return False
+    return resolved is not None and resolved[: len(top)] == top
+
+
+def _raise_if(problems: list[str]) -> None:
+    if len(problems) > _MAX_PROBLEMS:
+        problems = [*problems[:_MAX_PROBLEMS], f"... and {len(problems) - _MAX_PROBLEMS} more"]
+    if problems:
+        raise PackError(problems)
+
+
+# the build directory
+
+
+def _find_build_dir(path: Path, tar: tarfile.TarFile, archive: _Archive) -> tuple[_Parts, str]:
+    """The shallowest directory with a Kbuild, or a Makefile that mentions obj-m (then by name)."""
+    by_dir: dict[_Parts, dict[str, _Entry]] = {}
+    for entry in archive.entries:
+        if entry.parts[-1] in BUILD_FILE_NAMES and entry.kind != "directory":
+            by_dir.setdefault(entry.parts[:-1], {})[entry.parts[-1]] = entry
+    data = {entry.parts: entry.data for entry in archive.entries if entry.data is not None}
+    top = archive.top
+    for folder in sorted(by_dir, key=lambda folder: (len(folder), folder)):
+        for name in BUILD_FILE_NAMES:
+            found = by_dir[folder].get(name)
+            if found is None:
+                continue
+            if name == "Kbuild":
+                return folder[len(top) :], name
+            member = _file_data(found, data, archive.links)
+            if member is not None and _mentions_module(path, tar, member):
+                return folder[len(top) :], name
+    raise PackError(
+        [
+            f"{path}: no Kbuild or Makefile with obj-m found; driverpack builds modules with Kbuild"
+            " (make -C <kernel build dir> M=<dir>)"
+        ]
+    )
+
+
+def _file_data(
+    entry: _Entry, data: Mapping[_Parts, tarfile.TarInfo], links: Mapping[_Parts, str]
+) -> tarfile.TarInfo | None:
+    if entry.kind == "file":
+        return entry.data
+    try:
+        resolved = _resolve(entry.parts, links)
+    except _LinkLoop:
+        return None
+    return None if resolved is None else data.get(resolved)
+
+
+def _mentions_module(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bool:
+    with _reading(path):
+        source = tar.extractfile(member)
+        text = b"" if source is None else source.read(MAKEFILE_READ_CAP)
+    lines = text.decode("utf-8", errors="replace").splitlines()
+    return any(_MODULE_LINE.search(line.split("#", 1)[0]) for line in lines)
+
+
+# writing
+
+
+def _write_members(path: Path, tar: tarfile.TarFile, archive: _Archive, root: Path) -> None:
+    """Write every member below root; ownership is never kept, modes are made safe."""
+    check = getattr(tarfile, "data_filter", None)
+    directories: list[tuple[Path, tarfile.TarInfo]] = []
+    for entry in archive.entries:
+        target = root.joinpath(*entry.parts)
+        try:
+            if check is not None:
+                check(entry.info, str(root))
+            _inside(root, Path(os.path.realpath(target.parent)))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if entry.kind == "directory":
+                if not target.is_dir():
+                    target.mkdir()
+                _inside(root, target.resolve())
+                if not target.is_symlink():
+                    directories.append((target, entry.info))
+            elif entry.kind == "symlink":
+                _unlink(target)
+                os.symlink(entry.info.linkname, target)
+            elif entry.data is not None:
+                _unlink(target)
+                _write_file(path, tar, entry.data, target)
+        except _Outside as exc:
+            raise PackError([f"{path}: member {entry.info.name!r} would be written outside {root}"]) from exc
+        except _FILTER_ERRORS as exc:
+            raise PackError([f"{path}: member {entry.info.name!r} is unsafe ({exc}); {_REPACK}"]) from exc
+        except OSError as exc:
+            raise PackError([f"{path}: cannot extract member {entry.info.name!r} into {root} ({exc})"]) from exc
+    # Deepest first, so a read-only directory does not stop its children from being written.
+    for target, info in sorted(directories, key=lambda item: len(item[0].parts), reverse=True):
+        os.chmod(target, (info.mode & 0o755) | 0o700)
+        _set_mtime(target, info)
+
+
+class _Outside(Exception):
+    pass
+
+
+def _inside(root: Path, real: Path) -> None:
+    if real != root and root not in real.parents:
+        raise _Outside(str(real))
+
+
+def _unlink(target: Path) -> None:
+    if target.is_symlink() or target.exists():
+        if target.is_dir() and not target.is_symlink():
+            raise IsADirectoryError(f"a directory {target.name!r} is already there")
+        target.unlink()
+
+
+def _write_file(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+    fd = os.open(target, flags, 0o600)
+    with open(fd, "wb") as out:
+        with _reading(path):
+            source = tar.extractfile(member)
+        if source is not None:
+            while True:
+                with _reading(path):
+                    chunk = source.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+        os.fchmod(out.fileno(), (member.mode & 0o755) | 0o600)
+    _set_mtime(target, member)
+
+
+def _set_mtime(target: Path, info: tarfile.TarInfo) -> None:
+    with contextlib.suppress(OverflowError, OSError, ValueError):
+        os.utime(target, (info.mtime, info.mtime), follow_symlinks=False)
+
+
+def _remove_contents(dest: Path, *, remove_dest: bool) -> None:
+    """Undo a failed extraction; dest held nothing of ours before it began."""
+    if remove_dest:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
