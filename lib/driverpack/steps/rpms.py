@@ -7,23 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack.adapters.rpmbuild import BuiltSpec, rpmbuild
 from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod_rpm, read_rpm
 from driverpack.archive import write_tar_gz
 from driverpack.context import Context
-from driverpack.errors import BuildError, ToolError
+from driverpack.errors import BuildError
 from driverpack.models import Driver
-from driverpack.run import run, which
+from driverpack.run import which
 from driverpack.steps.compile import CompileResult
 from driverpack.steps.specs import SpecsResult, data_source_name
-
-BUILDHOST = "driverpack"
-
-
-@dataclass(frozen=True)
-class BuiltSpec:
-    spec: Path
-    rpms: tuple[Path, ...]
-    srpm: Path | None
 
 
 @dataclass(frozen=True)
@@ -37,36 +29,6 @@ class RpmsResult:
     def payload(self) -> tuple[Path, ...]:
         """Every binary RPM that goes into the pack."""
         return self.kmod_rpms + self.data_rpms + self.extra_rpms
-
-
-def has_rpm_database() -> bool:
-    """Debian has rpm but no rpm database of installed packages: BuildRequires cannot be checked there."""
-    return run(["rpm", "-q", "--quiet", "rpm"], check=False, quiet=True).returncode == 0
-
-
-def rpmbuild_argv(ctx: Context, spec: Path, *, prebuilt: Path | None, what: str = "-ba") -> list[str]:
-    top = ctx.rpmbuild_dir
-    defines = {
-        "_topdir": str(top),
-        "_sourcedir": str(top / "SOURCES"),
-        "_buildhost": BUILDHOST,
-        "use_source_date_epoch_as_buildtime": "1",
-        "clamp_mtime_to_source_date_epoch": "1",
-        "_build_id_links": "none",
-        "debug_package": "%{nil}",
-        "_binary_payload": "w9.gzdio",
-        "_source_payload": "w9.gzdio",
-        "_smp_mflags": f"-j{ctx.jobs}",
-        "kernel_build_dir": str(ctx.kernel.build_dir),
-    }
-    if prebuilt is not None:
-        defines["driverpack_prebuilt"] = str(prebuilt)
-    argv = ["rpmbuild", what]
-    for key, value in defines.items():
-        argv += ["--define", f"{key} {value}"]
-    if not has_rpm_database():
-        argv.append("--nodeps")
-    return [*argv, str(spec)]
 
 
 def prepare_sources(ctx: Context) -> None:
@@ -88,23 +50,13 @@ def _copy_if_changed(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
 
-def build_spec(ctx: Context, spec: Path, prebuilt: Path | None, log_name: str) -> BuiltSpec:
-    log = ctx.logs_dir / f"rpmbuild-{log_name}.log"
+def build_spec(ctx: Context, spec: Path, prebuilt: Path | None) -> BuiltSpec:
+    defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": str(ctx.kernel.build_dir)}
+    if prebuilt is not None:
+        defines["driverpack_prebuilt"] = str(prebuilt)
+    log = ctx.logs_dir / f"rpmbuild-{spec.stem}.log"
     log.unlink(missing_ok=True)
-    try:
-        proc = run(rpmbuild_argv(ctx, spec, prebuilt=prebuilt), log=log, source_date_epoch=ctx.epoch)
-    except ToolError as exc:
-        raise BuildError(f"rpmbuild of {spec.name} failed", hint=exc.message) from None
-    written = [
-        Path(line.split(":", 1)[1].strip())
-        for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines()
-        if line.startswith("Wrote:")
-    ]
-    return BuiltSpec(
-        spec=spec,
-        rpms=tuple(p for p in written if not p.name.endswith(".src.rpm")),
-        srpm=next((p for p in written if p.name.endswith(".src.rpm")), None),
-    )
+    return rpmbuild(spec, ctx.rpmbuild_dir, epoch=ctx.epoch, log=log, defines=defines)
 
 
 def build_rpms(ctx: Context, specs: SpecsResult, compiled: CompileResult, extra: tuple[Path, ...]) -> RpmsResult:
@@ -122,7 +74,7 @@ def build_rpms(ctx: Context, specs: SpecsResult, compiled: CompileResult, extra:
         if item.data_spec is not None:
             jobs.append((item.driver, item.data_spec, None, False))
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), ctx.jobs))) as pool:
-        futures = [pool.submit(build_spec, ctx, spec, pre, spec.stem) for _, spec, pre, _ in jobs]
+        futures = [pool.submit(build_spec, ctx, spec, pre) for _, spec, pre, _ in jobs]
         built = [f.result() for f in futures]
     kmod: list[Path] = []
     data: list[Path] = []
