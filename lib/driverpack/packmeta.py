@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 
 from driverpack.errors import PackError
-from driverpack.spectext import escape
+from driverpack.spectext import escape, escape_block
 
 AFTER_APPLY_VALUES = ("restartHost", "restartXAPI", "restartPV", "restartHVM")
 
@@ -39,8 +39,6 @@ _RPM_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 # Characters XML 1.0 cannot carry at all, not even as character references.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _LINE_START_PERCENT = re.compile(r"(?<=\n)([ \t]*)%")
-_DESCRIPTION_DIRECTIVE = re.compile(r"^([ \t\r\f\v]*)([%#])", re.MULTILINE)
-_ZERO_WIDTH_SPACE = "\u200b"
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -125,9 +123,8 @@ def check(meta: UpdateMeta) -> list[str]:
         problems.append(f"version {meta.version!r}: expected an RPM version (no '-', spaces or '%')")
     if not meta.text.strip():
         problems.append("text: must not be empty (xapi rejects an empty name-description)")
-    for field, value in (("text", meta.text), ("vendor", meta.vendor)):
-        if _XML_INVALID.search(value):
-            problems.append(f"{field}: contains a control character that XML cannot carry")
+    if _XML_INVALID.search(meta.text):
+        problems.append("text: contains a control character that XML cannot carry")
     for field, value in (
         ("vendor", meta.vendor),
         ("key_name", meta.key_name),
@@ -259,8 +256,7 @@ def _xml_text(value: str) -> str:
 
 
 def _description(text: str) -> str:
-    # rpm reads '%'-lines as directives after expanding '%%', and drops '#'-lines from %description.
-    return escape(_DESCRIPTION_DIRECTIVE.sub(rf"\1{_ZERO_WIDTH_SPACE}\2", text.rstrip("\n")))
+    return escape_block(text)
 
 
 def _heredoc_delimiter(body: str) -> str:

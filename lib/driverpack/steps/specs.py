@@ -66,8 +66,7 @@ def render_changelog(entries: tuple[ChangelogEntry, ...], evr: str, epoch: int) 
 
 
 def description(text: str, fallback: str) -> str:
-    lines = (text.strip() or fallback).splitlines()
-    return "\n".join(spectext.escape(line) for line in lines)
+    return spectext.escape_block(text.strip() or fallback)
 
 
 def setup_line(layout: TarballLayout, driver: Driver) -> str:
