@@ -78,6 +78,25 @@ def build_rpms(c, pack=None, debug=False):
     _each_pack(pack, debug, pipeline.build_rpms)
 
 
+@task(help=PACK_HELP)
+def iso(c, pack=None, debug=False):
+    """Write the signed supplemental pack dist/<label>.iso, its .md5 files and public key; verify it."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.iso)
+
+
+@task(help={**PACK_HELP, "iso": "an ISO to check instead of dist/<label>.iso (needs --pack or one pack)"})
+def verify(c, pack=None, iso=None, debug=False):
+    """Read a pack ISO back and check it the way xapi, yum and the installer will."""
+    from driverpack import pipeline
+
+    def step(loaded, root):
+        pipeline.verify(loaded, root, Path(iso).resolve() if iso else None)
+
+    _each_pack(pack, debug, step)
+
+
 @task(help={"label": "the new pack's label (letters, digits, _ and -)", "debug": PACK_HELP["debug"]})
 def new(c, label, debug=False):
     """Scaffold packs/LABEL/pack.toml with a fresh uuid and comments."""
@@ -107,4 +126,4 @@ def test(c, args=""):
     os.execv(sys.executable, argv)
 
 
-ns = Collection(check, specs, compile, build_rpms, new, clean, test)
+ns = Collection(check, specs, compile, build_rpms, iso, verify, new, clean, test)

@@ -14,6 +14,7 @@ from driverpack.load import LoadedPack, find_pack_folders, load_pack, pack_folde
 
 if TYPE_CHECKING:
     from driverpack.steps.compile import CompileResult
+    from driverpack.steps.iso import IsoResult
     from driverpack.steps.rpms import RpmsResult
     from driverpack.steps.specs import SpecsResult
 
@@ -105,6 +106,37 @@ def _build_rpms(ctx: Context, root: Path) -> RpmsResult:
     for path in (*result.kmod_rpms, *result.data_rpms, *result.srpms):
         say(f"    {_shown(path, root)}")
     return result
+
+
+def iso(loaded: LoadedPack, root: Path) -> IsoResult:
+    ctx = check(loaded, root)
+    return _iso(ctx, root)
+
+
+def _iso(ctx: Context, root: Path) -> IsoResult:
+    from driverpack.steps.iso import write_pack_iso
+
+    rpms = _build_rpms(ctx, root)
+    result = timed("iso", ctx.label, lambda: write_pack_iso(ctx, root, rpms.payload))
+    for path in (result.iso, result.iso_md5, result.metadata_md5, result.public_key):
+        say(f"    {_shown(path, root)}")
+    _verify(ctx, root, result.iso)
+    if result.test_key_warning:
+        say(f"warning: {result.test_key_warning}")
+    return result
+
+
+def verify(loaded: LoadedPack, root: Path, iso_path: Path | None = None) -> None:
+    ctx = make_context(loaded, root)
+    _verify(ctx, root, iso_path or ctx.dist / f"{ctx.label}.iso")
+
+
+def _verify(ctx: Context, root: Path, iso_path: Path) -> None:
+    from driverpack.steps.verify import verify_iso
+
+    report = timed("verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release))
+    for line in report.lines:
+        say(f"    {line}")
 
 
 def _shown(path: Path, root: Path) -> str:

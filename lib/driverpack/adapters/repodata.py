@@ -206,9 +206,7 @@ def read_repodata(repo_dir: Path) -> tuple[RepoPackage, ...]:
         if not pkg.location:
             problems.append(f"package {pkg.name} has no location")
         if pkg.checksum_type != "sha256":
-            problems.append(
-                f"package {pkg.location or pkg.name} has a {pkg.checksum_type} checksum, not sha256"
-            )
+            problems.append(f"package {pkg.location or pkg.name} has a {pkg.checksum_type} checksum, not sha256")
     if problems:
         raise BuildError(f"{primary_path} is not usable:\n" + "\n".join(f"  - {p}" for p in problems))
     return tuple(sorted(packages, key=lambda p: p.location))
@@ -226,9 +224,7 @@ def check_repodata(repo_dir: Path) -> None:
         if not path.is_file():
             problems.append(f"{href} ({record.type}) is listed in {REPOMD_NAME} but missing")
             continue
-        problems += _file_problems(
-            path, href, int(record.size), str(record.checksum_type), str(record.checksum)
-        )
+        problems += _file_problems(path, href, int(record.size), str(record.checksum_type), str(record.checksum))
 
     listed: dict[str, RepoPackage] = {}
     for pkg in packages:
@@ -353,9 +349,7 @@ def _group_problems(data: bytes, names: set[str] | None, where: str = "groups fi
             problems.append(f"{where} has no group '{group_id}'")
             continue
         mandatory = [
-            (req.text or "").strip()
-            for req in group.iter("packagereq")
-            if req.get("type", "mandatory") == "mandatory"
+            (req.text or "").strip() for req in group.iter("packagereq") if req.get("type", "mandatory") == "mandatory"
         ]
         if not mandatory:
             problems.append(f"{where}: group '{group_id}' has no mandatory package")

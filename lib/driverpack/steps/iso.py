@@ -1,0 +1,158 @@
+"""iso: the supplemental pack, as Citrix's build-update makes it, signed and written natively with pycdlib."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from driverpack import packmeta
+from driverpack.adapters import gpg
+from driverpack.adapters.iso import IsoEntry, write_iso
+from driverpack.adapters.repodata import render_groups_xml, write_repodata
+from driverpack.adapters.rpmbuild import rpmbuild
+from driverpack.adapters.rpminfo import read_rpm
+from driverpack.atomic import write_text
+from driverpack.context import Context
+from driverpack.errors import BuildError
+
+
+@dataclass(frozen=True)
+class IsoResult:
+    iso: Path
+    iso_md5: Path
+    metadata_md5: Path
+    public_key: Path
+    test_key_warning: str  # non-empty when signed with the local test key
+
+
+def signing_key_file(ctx: Context, root: Path) -> tuple[Path, bool]:
+    """The pack's secret key file, or the local test key (made once in keys/); and whether it is the test key."""
+    configured = ctx.loaded.pack.pack.signing_key
+    if configured:
+        return ctx.loaded.resolve(configured), False
+    path, _ = gpg.generate_test_key(root / "keys")
+    return path, True
+
+
+def public_key_name(secret_key_file: Path) -> str:
+    """The name the host knows the key by (update.xml's key attribute): the key file's basename."""
+    name = secret_key_file.name
+    for suffix in (".asc", ".gpg", ".key", ".sec", ".secret"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def md5_line(path: Path, name: str) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{digest.hexdigest()}  {name}\n"
+
+
+def update_meta(ctx: Context, key_name: str, payload: tuple[Path, ...]) -> packmeta.UpdateMeta:
+    info = ctx.loaded.pack.pack
+    rpms = []
+    for path in payload:
+        rpm = read_rpm(path)
+        rpms.append(packmeta.PayloadRpm(rpm.name, rpm.epoch, rpm.version, rpm.release, rpm.installed_size))
+    return packmeta.UpdateMeta(
+        label=ctx.label,
+        text=info.text,
+        uuid=info.uuid,
+        version=info.version,
+        build=info.build,
+        vendor=info.vendor,
+        after_apply=info.after_apply,
+        key_name=key_name,
+        base_requires=info.base_requires,
+        payload=tuple(rpms),
+        changelog_date=packmeta.changelog_date(ctx.epoch),
+    )
+
+
+def stage_pack(ctx: Context, root: Path, payload: tuple[Path, ...]) -> tuple[Path, Path, bool]:
+    """Fill build/<label>/iso/ with what goes on the ISO; return (stage dir, public key, is test key)."""
+    stage = ctx.work / "iso"
+    if stage.exists():
+        shutil.rmtree(stage)
+    packages = stage / "Packages"
+    packages.mkdir(parents=True)
+    names = [p.name for p in payload]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise BuildError(f"two payload RPMs share a file name: {', '.join(duplicates)}")
+    for path in payload:
+        shutil.copyfile(path, packages / path.name)  # copies: signing rewrites them in place
+
+    key_file, is_test_key = signing_key_file(ctx, root)
+    key_name = public_key_name(key_file)
+    meta = update_meta(ctx, key_name, payload)
+    problems = packmeta.check(meta)
+    if problems:
+        raise BuildError("\n".join(f"{ctx.loaded.file}: {p}" for p in problems))
+
+    topdir = ctx.work / "update-rpmbuild"
+    shutil.rmtree(topdir, ignore_errors=True)
+    specs = [("update", packmeta.render_update_spec(meta))]
+    if packmeta.has_control(meta):
+        specs.append(("control", packmeta.render_control_spec(meta)))
+    for kind, text in specs:
+        spec = ctx.specs_dir / f"{kind}-{ctx.label}.spec"
+        write_text(spec, text)
+        built = rpmbuild(spec, topdir, epoch=ctx.epoch, log=ctx.logs_dir / f"rpmbuild-{spec.stem}.log", what="-bb")
+        for rpm in built.rpms:
+            shutil.copyfile(rpm, packages / rpm.name)
+
+    public_key = ctx.dist / key_name
+    with gpg.load_key(key_file, ctx.work) as key:
+        gpg.export_public_key(key, public_key)
+        gpg.sign_rpms(key, sorted(packages.glob("*.rpm")), epoch=ctx.epoch)
+        write_text(stage / "update.xml", packmeta.render_update_xml(meta))
+        gpg.detach_sign(key, stage / "update.xml", epoch=ctx.epoch)
+        groups = render_groups_xml(ctx.label, [packmeta.update_package_name(meta)], description=info_text(ctx))
+        repomd = write_repodata(stage, groups_xml=groups, epoch=ctx.epoch)
+        gpg.detach_sign(key, repomd, epoch=ctx.epoch)
+    return stage, public_key, is_test_key
+
+
+def info_text(ctx: Context) -> str:
+    return ctx.loaded.pack.pack.text
+
+
+def iso_entries(stage: Path) -> list[IsoEntry]:
+    return [
+        IsoEntry(path=p.relative_to(stage).as_posix(), source=p, mode=0o644)
+        for p in sorted(stage.rglob("*"))
+        if p.is_file()
+    ]
+
+
+def write_pack_iso(
+    ctx: Context, root: Path, payload: tuple[Path, ...], progress: Callable[[int, int], None] | None = None
+) -> IsoResult:
+    """Stage, sign and write dist/<label>.iso with its two .md5 files and the public key."""
+    stage, public_key, is_test_key = stage_pack(ctx, root, payload)
+    iso = ctx.dist / f"{ctx.label}.iso"
+    iso_md5 = ctx.dist / f"{ctx.label}.iso.md5"
+    metadata_md5 = ctx.dist / f"{ctx.label}.metadata.md5"
+    # The old .md5 goes first: an interrupted run never leaves an ISO beside a checksum that lies.
+    iso_md5.unlink(missing_ok=True)
+    write_iso(
+        iso,
+        iso_entries(stage),
+        volume_id=ctx.label,
+        application_id=ctx.loaded.pack.pack.uuid,
+        epoch=ctx.epoch,
+        progress=progress,
+    )
+    write_text(
+        metadata_md5,
+        md5_line(stage / "update.xml", "update.xml") + md5_line(stage / "repodata/repomd.xml", "repodata/repomd.xml"),
+    )
+    write_text(iso_md5, md5_line(iso, iso.name))
+    warning = gpg.local_key_warning(public_key) if is_test_key else ""
+    return IsoResult(iso, iso_md5, metadata_md5, public_key, warning)

@@ -1,0 +1,202 @@
+"""verify: read a pack ISO back and check it the way xapi, yum and the host installer will."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from driverpack import packmeta
+from driverpack.adapters import gpg
+from driverpack.adapters.iso import read_iso
+from driverpack.adapters.repodata import check_repodata, read_repodata
+from driverpack.adapters.rpminfo import RpmInfo, check_common, check_data_rpm, check_kmod_rpm, read_rpm
+from driverpack.errors import BuildError, DriverpackError
+from driverpack.models import _LABEL, _UUID
+from driverpack.run import run
+
+_MODULE_PATH = re.compile(r"^/lib/modules/([^/]+)/")
+REQUIRED_FILES = ("update.xml", "update.xml.asc", "repodata/repomd.xml", "repodata/repomd.xml.asc")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    lines: tuple[str, ...]
+
+
+def verify_iso(iso: Path, *, kernel: str | None = None, public_key: Path | None = None) -> VerifyReport:
+    """Every check of DESIGN.md's "Verification"; BuildError listing every problem found."""
+    if not iso.is_file():
+        raise BuildError(f"{iso}: no such ISO", hint="build it with 'inv iso'")
+    ok: list[str] = []
+    problems: list[str] = []
+    contents = read_iso(iso)
+    names = {f.path for f in contents.files}
+    ok.append(f"read back with pycdlib: {len(names)} files, Rock Ridge and Joliet")
+    if not (contents.has_rock_ridge and contents.has_joliet):
+        problems.append(f"{iso.name}: Rock Ridge or Joliet missing")
+    problems += [f"{iso.name}: {name} missing" for name in REQUIRED_FILES if name not in names]
+    problems += _independent_reader_problems(iso, names, ok)
+
+    work = Path(tempfile.mkdtemp(prefix="driverpack-verify-"))
+    try:
+        from driverpack.adapters.iso import extract_iso
+
+        extract_iso(iso, work)
+        update, attributes = _update_xml_problems(work, contents.volume_id, contents.application_id, problems)
+        key_file = public_key or iso.parent / attributes.get("key", "")
+        if attributes.get("key") and key_file.is_file():
+            for signed in ("update.xml", "repodata/repomd.xml"):
+                _collect(problems, lambda s=signed: gpg.verify_detached(key_file, work / s, work / f"{s}.asc", work))
+            rpms = sorted((work / "Packages").glob("*.rpm"))
+            _collect(problems, lambda: gpg.check_rpm_signatures(key_file, rpms, work))
+            ok.append(f"signatures verified with {key_file.name}: update.xml, repomd.xml, {len(rpms)} RPMs")
+        else:
+            problems.append(f"public key {key_file} not found: cannot verify the signatures (use --key)")
+        _collect(problems, lambda: check_repodata(work))
+        listed = read_repodata(work) if not problems else ()
+        if listed:
+            ok.append(f"repodata: {len(listed)} packages listed with matching sha256, gzip primary, groups")
+        problems += _rpm_problems(work, attributes, kernel, ok)
+        problems += _md5_problems(iso, work, ok)
+        if update is not None:
+            ok.append(
+                f"update.xml: {attributes.get('name-label')} {attributes.get('version')} {attributes.get('uuid')}"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        raise BuildError(f"{iso.name} failed verification:\n" + "\n".join(f"  - {p}" for p in problems))
+    return VerifyReport(tuple(ok))
+
+
+def _collect(problems: list[str], check: object) -> None:
+    try:
+        check()  # type: ignore[operator]
+    except DriverpackError as exc:
+        problems.append(exc.message)
+
+
+def _independent_reader_problems(iso: Path, names: set[str], ok: list[str]) -> list[str]:
+    """isoinfo and xorriso, where installed, must see the same Rock Ridge names as pycdlib."""
+    problems = []
+    if shutil.which("isoinfo"):
+        listing = run(["isoinfo", "-R", "-f", "-i", str(iso)], quiet=True).stdout.decode(errors="replace")
+        seen = {line.strip().lstrip("/") for line in listing.splitlines() if line.strip()}
+        missing = sorted(n for n in names if n not in seen)
+        if missing:
+            problems.append(f"isoinfo does not see: {', '.join(missing)}")
+        else:
+            ok.append("isoinfo reads every Rock Ridge name")
+    if shutil.which("xorriso"):
+        proc = run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], quiet=True)
+        seen = {
+            line.strip().strip("'").lstrip("/")
+            for line in proc.stdout.decode(errors="replace").splitlines()
+            if line.strip().startswith("'/")
+        }
+        missing = sorted(n for n in names if n not in seen)
+        if missing:
+            problems.append(f"xorriso does not see: {', '.join(missing)}")
+        else:
+            ok.append("xorriso reads every Rock Ridge name")
+    return problems
+
+
+def _update_xml_problems(
+    work: Path, volume_id: str, application_id: str, problems: list[str]
+) -> tuple[ET.Element | None, dict[str, str]]:
+    path = work / "update.xml"
+    if not path.is_file():
+        return None, {}
+    try:
+        root = ET.fromstring(path.read_bytes())
+    except ET.ParseError as exc:
+        problems.append(f"update.xml does not parse: {exc}")
+        return None, {}
+    attributes = dict(root.attrib)
+    if root.tag != "update":
+        problems.append(f"update.xml: root element is <{root.tag}>, not <update>")
+    for name in ("name-label", "uuid", "version", "installation-size", "key"):
+        if not attributes.get(name):
+            problems.append(f"update.xml: attribute {name} missing (xapi rejects the pack)")
+    if not _UUID.match(attributes.get("uuid", "")):
+        problems.append(f"update.xml: uuid {attributes.get('uuid')!r} is not a canonical lowercase uuid")
+    if not _LABEL.match(attributes.get("name-label", "")):
+        problems.append(f"update.xml: name-label {attributes.get('name-label')!r} is not a valid label")
+    if attributes.get("uuid") and attributes["uuid"] != application_id:
+        problems.append(f"ISO application id {application_id!r} is not the pack uuid {attributes['uuid']}")
+    if attributes.get("name-label") and not attributes["name-label"].startswith(volume_id):
+        problems.append(f"ISO volume id {volume_id!r} does not match the label {attributes['name-label']!r}")
+    description = root.find("name-description")
+    if description is None or not (description.text or "").strip():
+        problems.append("update.xml: <name-description> missing or empty (xapi rejects the pack)")
+    return root, attributes
+
+
+def _rpm_problems(work: Path, attributes: dict[str, str], kernel: str | None, ok: list[str]) -> list[str]:
+    problems: list[str] = []
+    label = attributes.get("name-label", "")
+    infos: list[RpmInfo] = []
+    for path in sorted((work / "Packages").glob("*.rpm")):
+        try:
+            infos.append(read_rpm(path))
+        except DriverpackError as exc:
+            problems.append(exc.message)
+    update = next((i for i in infos if i.name == f"update-{label}"), None)
+    control = next((i for i in infos if i.name == f"control-{label}"), None)
+    payload = [i for i in infos if i not in (update, control)]
+    if update is None:
+        problems.append(f"Packages/: update-{label} RPM missing")
+    else:
+        if attributes.get("uuid") and not any(p.split()[0] == attributes["uuid"] for p in update.provides):
+            problems.append(f"{update.path.name}: does not provide the pack uuid {attributes.get('uuid')}")
+        required = {r.split()[0] for r in update.requires}
+        for info in payload:
+            if info.name not in required:
+                problems.append(f"{update.path.name}: does not require payload package {info.name}")
+        if "posttrans" not in update.scripts or "/var/update/applied/" not in update.scripts["posttrans"]:
+            problems.append(f"{update.path.name}: %posttrans does not record the update in /var/update/applied")
+    if attributes.get("control") and control is None:
+        problems.append(f"update.xml names control={attributes['control']} but that RPM is missing")
+    size = sum(i.installed_size for i in payload)
+    if attributes.get("installation-size") and attributes["installation-size"] != str(size):
+        problems.append(f"update.xml: installation-size {attributes['installation-size']} != payload's {size}")
+    modules = 0
+    for info in payload:
+        kernels = {m.group(1) for f in info.files if (m := _MODULE_PATH.match(f.path))}
+        if kernels:
+            target = kernel or sorted(kernels)[0]
+            problems += check_kmod_rpm(info, target)
+            modules += sum(1 for f in info.files if f.path.endswith(".ko"))
+        elif info.name.endswith("-data"):
+            problems += check_data_rpm(info)
+        else:
+            problems += check_common(info)
+    ok.append(f"{len(payload)} payload RPMs checked ({modules} modules, vermagic, paths, rpm 4.11 payloads)")
+    return problems
+
+
+def _md5_problems(iso: Path, work: Path, ok: list[str]) -> list[str]:
+    problems = []
+    label = iso.name.removesuffix(".iso")
+    iso_md5 = iso.parent / f"{label}.iso.md5"
+    metadata_md5 = iso.parent / f"{label}.metadata.md5"
+    if iso_md5.is_file():
+        if run(["md5sum", "-c", "--quiet", iso_md5.name], cwd=iso.parent, check=False, quiet=True).returncode:
+            problems.append(f"{iso_md5.name}: md5sum -c fails (the ISO changed after it was written)")
+        else:
+            ok.append(f"{iso_md5.name}: md5sum -c ok")
+    if metadata_md5.is_file():
+        check = run(["md5sum", "-c", "--quiet", str(metadata_md5.resolve())], cwd=work, check=False, quiet=True)
+        if check.returncode:
+            problems.append(f"{metadata_md5.name}: md5sum -c inside the ISO fails")
+        else:
+            ok.append(f"{metadata_md5.name}: md5sum -c inside the ISO ok")
+    return problems
+
+
+__all__ = ["VerifyReport", "packmeta", "verify_iso"]
