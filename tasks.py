@@ -31,8 +31,14 @@ def _guarded(work: Callable[[], Any], debug: bool) -> Any:
         if debug:
             raise
         raise Exit(f"error: {exc.render()}", code=exc.exit_code) from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        if debug:
+            raise
+        raise Exit(
+            f"error: {type(exc).__name__}: {exc}\n  hint: rerun with --debug for the traceback", code=1
+        ) from None
     except KeyboardInterrupt:
-        raise Exit("interrupted; outputs under their final names are the previous complete ones", code=130) from None
+        raise Exit("interrupted: finished outputs are the previous complete ones", code=130) from None
 
 
 def _each_pack(pack: str | None, debug: bool, step: Callable[..., Any]) -> None:
@@ -86,6 +92,14 @@ def iso(c, pack=None, debug=False):
     _each_pack(pack, debug, pipeline.iso)
 
 
+@task(help=PACK_HELP)
+def release_zip(c, pack=None, debug=False):
+    """Bundle dist/<label>-<version>.zip: the ISO, the GPL source archive and both .md5 files."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.release_zip)
+
+
 @task(help={**PACK_HELP, "iso": "an ISO to check instead of dist/<label>.iso (needs --pack or one pack)"})
 def verify(c, pack=None, iso=None, debug=False):
     """Read a pack ISO back and check it the way xapi, yum and the installer will."""
@@ -126,4 +140,4 @@ def test(c, args=""):
     os.execv(sys.executable, argv)
 
 
-ns = Collection(check, specs, compile, build_rpms, iso, verify, new, clean, test)
+ns = Collection(check, specs, compile, build_rpms, iso, release_zip, verify, new, clean, test)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -15,8 +15,10 @@ from driverpack.load import LoadedPack, find_pack_folders, load_pack, pack_folde
 if TYPE_CHECKING:
     from driverpack.steps.compile import CompileResult
     from driverpack.steps.iso import IsoResult
+    from driverpack.steps.release import ReleaseResult
     from driverpack.steps.rpms import RpmsResult
     from driverpack.steps.specs import SpecsResult
+    from driverpack.uptodate import Digest
 
 T = TypeVar("T")
 
@@ -52,98 +54,211 @@ def timed(name: str, label: str, fn: Callable[[], T]) -> T:
     return result
 
 
-def check(loaded: LoadedPack, root: Path) -> Context:
-    from driverpack.steps.check import preflight
+class Run:
+    """One pack on its way through the steps; each step runs at most once and is skipped when up to date."""
 
-    timed("check", loaded.label, lambda: preflight(loaded, root))
-    return make_context(loaded, root)
+    def __init__(self, loaded: LoadedPack, root: Path) -> None:
+        self.loaded = loaded
+        self.root = root
+        self._ctx: Context | None = None
+        self._digests: dict[str, str] = {}
+        self._results: dict[str, object] = {}
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            from driverpack.steps.check import preflight
+
+            timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
+            self._ctx = make_context(self.loaded, self.root)
+        return self._ctx
+
+    def _step(self, name: str, digest: Digest, outputs: Callable[[T], Iterable[Path]], work: Callable[[], T]) -> T:
+        if name in self._results:
+            return self._results[name]  # type: ignore[return-value]
+        from driverpack.uptodate import cached
+
+        ctx = self.ctx
+        self._digests[name] = digest.hexdigest()
+        result, _ = cached(
+            ctx.work / "stamps" / f"{name}.stamp",
+            self._digests[name],
+            outputs,
+            lambda: timed(name, ctx.label, work),
+            lambda: say(f"--- {name} [{ctx.label}] up to date, skipped"),
+        )
+        self._results[name] = result
+        return result
+
+    def specs(self) -> SpecsResult:
+        from driverpack.steps.specs import write_specs
+        from driverpack.uptodate import Digest, code_digest
+
+        ctx = self.ctx
+        pack = ctx.loaded.pack
+        digest = Digest("specs", code_digest(), pack.model_dump_json(), ctx.kernel.release, ctx.kernel.module_dir)
+        digest.text(str(ctx.kernel.build_dir)).text(str(ctx.epoch))
+        for driver in pack.drivers:
+            digest.file(ctx.loaded.resolve(driver.source))
+            if driver.spec:
+                digest.file(ctx.loaded.resolve(driver.spec))
+            if driver.data is not None:
+                digest.tree(ctx.loaded.folder / driver.data_folder())
+        result = self._step("specs", digest, _spec_paths, lambda: write_specs(ctx))
+        return result
+
+    def compile(self) -> CompileResult:
+        from driverpack.steps.compile import compile_modules
+        from driverpack.uptodate import Digest, code_digest, kernel_identity, tool_version
+
+        ctx = self.ctx
+        # Only what the modules depend on: a data file or the pack text changing does not recompile.
+        digest = Digest("compile", code_digest(), kernel_identity(ctx.kernel.build_dir).hexdigest())
+        digest.text(ctx.kernel.release).text(tool_version("gcc")).text(tool_version("make"))
+        for driver in ctx.loaded.pack.drivers:
+            digest.text(driver.model_dump_json(include={"name", "source", "patches", "spec", "make_args"}))
+            digest.file(ctx.loaded.resolve(driver.source))
+            for patch in driver.patches:
+                digest.file(ctx.loaded.resolve(patch))
+        result = self._step(
+            "compile", digest, lambda r: [m for d in r.drivers for m in d.modules], lambda: compile_modules(ctx)
+        )
+        for module in (m for compiled in result.drivers for m in compiled.modules):
+            say(f"    {_shown(module, self.root)} (vermagic {ctx.kernel.release})")
+        return result
+
+    def build_rpms(self) -> RpmsResult:
+        from driverpack.steps.check import extra_rpm_files
+        from driverpack.steps.rpms import build_rpms
+        from driverpack.uptodate import Digest, tool_version
+
+        specs_result = self.specs()
+        compiled = self.compile()
+        ctx = self.ctx
+        extra = tuple(p for item in ctx.loaded.pack.rpms for p in extra_rpm_files(ctx.loaded, item.path))
+        digest = Digest("build-rpms", self._digests["specs"], self._digests["compile"], tool_version("rpmbuild"))
+        for path in extra:
+            digest.file(path)
+        result = self._step(
+            "build-rpms",
+            digest,
+            lambda r: (*r.payload, *r.srpms),
+            lambda: build_rpms(ctx, specs_result, compiled, extra),
+        )
+        for path in (*result.kmod_rpms, *result.data_rpms, *result.srpms):
+            say(f"    {_shown(path, self.root)}")
+        return result
+
+    def iso(self) -> IsoResult:
+        from driverpack.steps.iso import signing_key_file, write_pack_iso
+        from driverpack.uptodate import Digest, tool_version
+
+        rpms = self.build_rpms()
+        ctx = self.ctx
+        key_file, _ = signing_key_file(ctx, self.root)
+        digest = Digest("iso", self._digests["build-rpms"], tool_version("gpg"), tool_version("rpmsign"))
+        digest.file(key_file)
+
+        def work() -> IsoResult:
+            result = write_pack_iso(ctx, self.root, rpms.payload, progress=_progress_printer(ctx.label))
+            self.verify(result.iso)
+            return result
+
+        result = self._step("iso", digest, lambda r: (r.iso, r.iso_md5, r.metadata_md5, r.public_key), work)
+        for path in (result.iso, result.iso_md5, result.metadata_md5, result.public_key):
+            say(f"    {_shown(path, self.root)}")
+        if result.test_key_warning:
+            say(f"warning: {result.test_key_warning}")
+        return result
+
+    def release_zip(self) -> ReleaseResult:
+        from driverpack.steps.release import write_release_zip
+        from driverpack.uptodate import Digest
+
+        iso_result = self.iso()
+        specs_result = self.specs()
+        rpms = self.build_rpms()
+        ctx = self.ctx
+        digest = Digest("release-zip", self._digests["iso"])
+        specs = tuple(spec for d in specs_result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None)
+        result = self._step(
+            "release-zip",
+            digest,
+            lambda r: (r.zip,),
+            lambda: write_release_zip(
+                ctx, iso_result.iso, (iso_result.iso_md5, iso_result.metadata_md5), specs, rpms.srpms
+            ),
+        )
+        say(f"    {_shown(result.zip, self.root)}")
+        return result
+
+    def verify(self, iso_path: Path) -> None:
+        _verify(self.ctx, iso_path)
+
+
+def _spec_paths(result: SpecsResult) -> list[Path]:
+    return [spec for d in result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None]
+
+
+def _progress_printer(label: str) -> Callable[[int, int], None]:
+    """ISO write progress: a bar on a terminal, a few plain lines otherwise."""
+    is_tty = sys.stderr.isatty()
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        if is_tty:
+            bar = "#" * (percent // 4)
+            print(f"\r    writing ISO [{bar:<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
+            if done >= total:
+                print(file=sys.stderr)
+        elif percent // 25 != last[0] // 25 or (done >= total and last[0] != 100):
+            say(f"    writing ISO: {percent}%")
+        last[0] = percent
+
+    return report
+
+
+def check(loaded: LoadedPack, root: Path) -> Context:
+    return Run(loaded, root).ctx
 
 
 def specs(loaded: LoadedPack, root: Path) -> SpecsResult:
-    return _specs(check(loaded, root), root)
-
-
-def _specs(ctx: Context, root: Path) -> SpecsResult:
-    from driverpack.steps.specs import write_specs
-
-    result = timed("specs", ctx.label, lambda: write_specs(ctx))
-    for driver in result.drivers:
-        for spec in (driver.kmod_spec, driver.data_spec):
-            if spec is not None:
-                say(f"    {_shown(spec, root)}")
+    run = Run(loaded, root)
+    result = run.specs()
+    for path in _spec_paths(result):
+        say(f"    {_shown(path, root)}")
     return result
 
 
 def compile(loaded: LoadedPack, root: Path) -> CompileResult:
-    ctx = check(loaded, root)
-    _specs(ctx, root)
-    return _compile(ctx, root)
-
-
-def _compile(ctx: Context, root: Path) -> CompileResult:
-    from driverpack.steps.compile import compile_modules
-
-    result = timed("compile", ctx.label, lambda: compile_modules(ctx))
-    for driver in result.drivers:
-        for module in driver.modules:
-            say(f"    {_shown(module, root)} (vermagic {ctx.kernel.release})")
-    return result
+    return Run(loaded, root).compile()
 
 
 def build_rpms(loaded: LoadedPack, root: Path) -> RpmsResult:
-    ctx = check(loaded, root)
-    return _build_rpms(ctx, root)
-
-
-def _build_rpms(ctx: Context, root: Path) -> RpmsResult:
-    from driverpack.steps.check import extra_rpm_files
-    from driverpack.steps.rpms import build_rpms as build
-
-    specs_result = _specs(ctx, root)
-    compiled = _compile(ctx, root)
-    extra = tuple(p for item in ctx.loaded.pack.rpms for p in extra_rpm_files(ctx.loaded, item.path))
-    result = timed("build-rpms", ctx.label, lambda: build(ctx, specs_result, compiled, extra))
-    for path in (*result.kmod_rpms, *result.data_rpms, *result.srpms):
-        say(f"    {_shown(path, root)}")
-    return result
+    return Run(loaded, root).build_rpms()
 
 
 def iso(loaded: LoadedPack, root: Path) -> IsoResult:
-    ctx = check(loaded, root)
-    return _iso(ctx, root)
+    return Run(loaded, root).iso()
 
 
-def _iso(ctx: Context, root: Path) -> IsoResult:
-    from driverpack.steps.iso import write_pack_iso
-
-    rpms = _build_rpms(ctx, root)
-    result = timed("iso", ctx.label, lambda: write_pack_iso(ctx, root, rpms.payload))
-    for path in (result.iso, result.iso_md5, result.metadata_md5, result.public_key):
-        say(f"    {_shown(path, root)}")
-    _verify(ctx, root, result.iso)
-    if result.test_key_warning:
-        say(f"warning: {result.test_key_warning}")
-    return result
+def release_zip(loaded: LoadedPack, root: Path) -> ReleaseResult:
+    return Run(loaded, root).release_zip()
 
 
 def verify(loaded: LoadedPack, root: Path, iso_path: Path | None = None) -> None:
+    """Check an ISO without building anything (the kernel comes from the pack's target)."""
     ctx = make_context(loaded, root)
-    _verify(ctx, root, iso_path or ctx.dist / f"{ctx.label}.iso")
+    _verify(ctx, iso_path or ctx.dist / f"{ctx.label}.iso")
 
 
-def _verify(ctx: Context, root: Path, iso_path: Path) -> None:
+def _verify(ctx: Context, iso_path: Path) -> None:
     from driverpack.steps.verify import verify_iso
 
     report = timed("verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release))
     for line in report.lines:
         say(f"    {line}")
-
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def clean(loaded: LoadedPack, root: Path) -> None:
@@ -164,3 +279,10 @@ def clean(loaded: LoadedPack, root: Path) -> None:
         say(f"removed {_shown(path, root)}")
     if not removed:
         say(f"clean [{loaded.label}]: nothing to remove")
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

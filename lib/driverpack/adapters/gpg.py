@@ -99,7 +99,16 @@ def generate_test_key(keys_dir: Path, name: str = TEST_KEY_NAME) -> tuple[Path, 
     home = _make_homedir(None)
     try:
         proc = run(
-            [*_gpg(home), "--status-fd", "1", "--faked-system-time", f"{TEST_KEY_CREATED}!", "--gen-key"],
+            [
+                *_gpg(home),
+                "--status-fd",
+                "1",
+                "--faked-system-time",
+                f"{TEST_KEY_CREATED}!",
+                "--cert-digest-algo",  # gpg 2.2 would pick SHA512 for the self-signature
+                DIGEST_ALGO,
+                "--gen-key",
+            ],
             input=params.encode(),
             env=_env(home),
         )
@@ -179,7 +188,7 @@ def export_public_key(key: SigningKey, dest: Path) -> None:
             "--export-options",
             "export-minimal",
             "--export",
-            f"{key.fingerprint}",
+            key.fingerprint,
         ],
         env=_env(key.homedir),
     )
@@ -226,6 +235,9 @@ def detach_sign(key: SigningKey, file: Path, *, epoch: int) -> Path:
 
 def verify_detached(public_key_file: Path, file: Path, signature: Path, work_dir: Path) -> None:
     """Check `signature` over `file` with only `public_key_file` known, as the host does; BuildError if bad."""
+    for path in (file, signature):
+        if not path.is_file():
+            raise BuildError(f"{path}: file not found, cannot verify the signature")
     home = _make_homedir(work_dir)
     try:
         _import_public_key(public_key_file, home)
@@ -381,8 +393,11 @@ def _short_temp_dir() -> Path:
 
 
 def _stop_agent(home: Path) -> None:
-    """Stop the agent gpg started for `home` (it would otherwise outlive the build)."""
-    if not (home / "S.gpg-agent").exists():
+    """Stop the agent gpg started for `home` (it would otherwise outlive the build).
+
+    Not keyed on `home/S.gpg-agent`: the socket may live under /run/user/<uid>/gnupg instead.
+    """
+    if not home.is_dir():
         return
     run([which("gpgconf"), "--homedir", home, "--kill", "gpg-agent"], env=_env(home), check=False, quiet=True)
 
