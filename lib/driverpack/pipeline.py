@@ -88,6 +88,8 @@ class Run:
             lambda: say(f"--- {name} [{ctx.label}] up to date, skipped"),
         )
         self._results[name] = result
+        for path in outputs(result):
+            say(f"    {_shown(path, self.root)}")
         return result
 
     def specs(self) -> SpecsResult:
@@ -123,8 +125,6 @@ class Run:
         result = self._step(
             "compile", digest, lambda r: [m for d in r.drivers for m in d.modules], lambda: compile_modules(ctx)
         )
-        for module in (m for compiled in result.drivers for m in compiled.modules):
-            say(f"    {_shown(module, self.root)} (vermagic {ctx.kernel.release})")
         return result
 
     def build_rpms(self) -> RpmsResult:
@@ -145,8 +145,6 @@ class Run:
             lambda r: (*r.payload, *r.srpms),
             lambda: build_rpms(ctx, specs_result, compiled, extra),
         )
-        for path in (*result.kmod_rpms, *result.data_rpms, *result.srpms):
-            say(f"    {_shown(path, self.root)}")
         return result
 
     def iso(self) -> IsoResult:
@@ -165,9 +163,8 @@ class Run:
             return result
 
         result = self._step("iso", digest, lambda r: (r.iso, r.iso_md5, r.metadata_md5, r.public_key), work)
-        for path in (result.iso, result.iso_md5, result.metadata_md5, result.public_key):
-            say(f"    {_shown(path, self.root)}")
-        if result.test_key_warning:
+        if result.test_key_warning and "warned" not in self._results:
+            self._results["warned"] = True
             say(f"warning: {result.test_key_warning}")
         return result
 
@@ -189,7 +186,6 @@ class Run:
                 ctx, iso_result.iso, (iso_result.iso_md5, iso_result.metadata_md5), specs, rpms.srpms
             ),
         )
-        say(f"    {_shown(result.zip, self.root)}")
         return result
 
     def verify(self, iso_path: Path) -> None:
@@ -224,11 +220,7 @@ def check(loaded: LoadedPack, root: Path) -> Context:
 
 
 def specs(loaded: LoadedPack, root: Path) -> SpecsResult:
-    run = Run(loaded, root)
-    result = run.specs()
-    for path in _spec_paths(result):
-        say(f"    {_shown(path, root)}")
-    return result
+    return Run(loaded, root).specs()
 
 
 def compile(loaded: LoadedPack, root: Path) -> CompileResult:
