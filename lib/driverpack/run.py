@@ -22,6 +22,7 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "rpmkeys": ("rpm", "rpm"),
     "rpm": ("rpm", "rpm"),
     "gpg": ("gnupg", "gnupg2"),
+    "gpgconf": ("gpgconf", "gnupg2"),
     "make": ("make", "make"),
     "gcc": ("gcc", "gcc"),
     "patch": ("patch", "patch"),
