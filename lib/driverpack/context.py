@@ -68,10 +68,21 @@ def installed_kernels(modules_root: Path = MODULES_ROOT) -> list[str]:
     return sorted(p.name for p in modules_root.iterdir() if (p / "build" / "Makefile").is_file())
 
 
-def resolve_kernel(loaded: LoadedPack, modules_root: Path = MODULES_ROOT) -> KernelTarget:
+def kernel_devel_cache(root: Path) -> Path:
+    return root / "build" / "kernel-devel"
+
+
+def resolve_kernel(loaded: LoadedPack, root: Path, modules_root: Path = MODULES_ROOT) -> KernelTarget:
     """The target kernel from [target]; 'auto' means the one kernel build dir installed here."""
     target = loaded.pack.target
     release = target.kernel
+    if target.kernel_devel:
+        from driverpack.kerneldevel import kernel_devel_build_dir
+
+        release, tree = kernel_devel_build_dir(
+            loaded.resolve(target.kernel_devel), kernel_devel_cache(root), release, str(loaded.file)
+        )
+        return KernelTarget(release=release, build_dir=tree, module_dir=target.module_dir)
     if release == "auto":
         found = installed_kernels(modules_root)
         if len(found) != 1:
@@ -94,7 +105,7 @@ def make_context(loaded: LoadedPack, root: Path, jobs: int | None = None) -> Con
     epoch = int(epoch_env) if epoch_env.isdigit() else loaded.pack.source_date_epoch()
     return Context(
         loaded=loaded,
-        kernel=resolve_kernel(loaded),
+        kernel=resolve_kernel(loaded, root),
         work=(root / "build" / loaded.label).resolve(),
         dist=(root / "dist").resolve(),
         epoch=epoch,

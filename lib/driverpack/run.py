@@ -27,6 +27,7 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "gcc": ("gcc", "gcc"),
     "patch": ("patch", "patch"),
     "cpio": ("cpio", "cpio"),
+    "rpm2cpio": ("rpm", "rpm"),
     "depmod": ("kmod", "kmod"),
     "modinfo": ("kmod", "kmod"),
     "isoinfo": ("genisoimage", "genisoimage"),

@@ -43,7 +43,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             problems.append(f"tool '{tool}' not found on PATH (it {why}); {tool_hint(tool)}")
 
     try:
-        kernel = resolve_kernel(loaded)
+        kernel = resolve_kernel(loaded, root)
     except DriverpackError as exc:
         problems.append(exc.message)
         hints.append(exc.hint)

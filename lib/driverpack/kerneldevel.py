@@ -1,0 +1,88 @@
+"""Build against a kernel-devel RPM (e.g. Citrix Hypervisor 8.2's) without the DDK VM: unpack it once into a cache."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from driverpack.errors import PackError
+from driverpack.run import run, which
+from driverpack.uptodate import file_digest
+
+_UTS_RELEASE = re.compile(rb'#define\s+UTS_RELEASE\s+"([^"]+)"')
+_DONE = ".driverpack-unpacked"
+
+
+def unpack_kernel_devel(rpm: Path, cache: Path) -> Path:
+    """Unpack `rpm` into cache/<digest>/ once (later calls reuse it); return that folder."""
+    dest = cache / file_digest(rpm)[:20]
+    if (dest / _DONE).is_file():
+        return dest
+    which("rpm2cpio")
+    which("cpio")
+    tmp = cache / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "root").mkdir(parents=True)
+    try:
+        payload = tmp / "payload.cpio"
+        payload.write_bytes(run(["rpm2cpio", str(rpm)], quiet=True).stdout)
+        run(
+            ["cpio", "-idm", "--quiet", "--no-absolute-filenames", "-F", str(payload)],
+            cwd=tmp / "root",
+            quiet=True,
+        )
+        payload.unlink()
+        (tmp / _DONE).write_text(str(rpm) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def kernel_release_of(build_dir: Path) -> str | None:
+    """The release modules built in this tree get as vermagic: UTS_RELEASE (include/config/kernel.release
+    may differ, e.g. on Debian)."""
+    header = build_dir / "include" / "generated" / "utsrelease.h"
+    if header.is_file():
+        match = _UTS_RELEASE.search(header.read_bytes())
+        if match:
+            return match.group(1).decode()
+    release_file = build_dir / "include" / "config" / "kernel.release"
+    if release_file.is_file():
+        return release_file.read_text().strip() or None
+    return None
+
+
+def find_build_dirs(root: Path) -> dict[str, Path]:
+    """Kernel build trees inside an unpacked kernel-devel RPM, by release."""
+    found: dict[str, Path] = {}
+    candidates = sorted(p.parent for p in root.rglob("Makefile") if (p.parent / ".config").is_file())
+    for folder in candidates:
+        release = kernel_release_of(folder)
+        if release and release not in found:
+            found[release] = folder
+    return found
+
+
+def kernel_devel_build_dir(rpm: Path, cache: Path, kernel: str, where: str) -> tuple[str, Path]:
+    """(release, build dir) of the kernel-devel RPM; `kernel` 'auto' takes the one release it holds."""
+    if not rpm.is_file():
+        raise PackError([f"{where}: target.kernel_devel: {rpm} not found"])
+    trees = find_build_dirs(unpack_kernel_devel(rpm, cache) / "root")
+    if kernel != "auto":
+        if kernel not in trees:
+            held = ", ".join(sorted(trees)) or "none"
+            raise PackError(
+                [f"{where}: target.kernel_devel: {rpm.name} holds no build tree for kernel {kernel} (it has: {held})"],
+                hint="set [target] kernel to the release the kernel-devel RPM is for, or 'auto'",
+            )
+        return kernel, trees[kernel]
+    if len(trees) != 1:
+        raise PackError(
+            [f"{where}: target.kernel_devel: {rpm.name} holds {len(trees)} kernel build trees; set [target] kernel"]
+        )
+    return next(iter(trees.items()))
