@@ -76,12 +76,12 @@ def compile(c, pack=None, debug=False):
     _each_pack(pack, debug, pipeline.compile)
 
 
-@task(help=PACK_HELP)
-def build_rpms(c, pack=None, debug=False):
+@task(help={**PACK_HELP, "srpms-only": "write just the SRPMs (for mock, Koji, COPR); compile nothing"})
+def build_rpms(c, pack=None, srpms_only=False, debug=False):
     """Build the kernel-module, data and source RPMs under build/<label>/rpmbuild/ and check them."""
     from driverpack import pipeline
 
-    _each_pack(pack, debug, pipeline.build_rpms)
+    _each_pack(pack, debug, pipeline.srpms if srpms_only else pipeline.build_rpms)
 
 
 @task(help=PACK_HELP)

@@ -147,6 +147,17 @@ class Run:
         )
         return result
 
+    def srpms(self) -> tuple[Path, ...]:
+        from driverpack.steps.rpms import build_srpms
+        from driverpack.uptodate import Digest, tool_version
+
+        specs_result = self.specs()
+        digest = Digest("srpms", self._digests["specs"], tool_version("rpmbuild"))
+        for driver in self.ctx.loaded.pack.drivers:
+            for patch in driver.patches:
+                digest.file(self.ctx.loaded.resolve(patch))
+        return self._step("srpms", digest, lambda r: r, lambda: build_srpms(self.ctx, specs_result))
+
     def iso(self) -> IsoResult:
         from driverpack.steps.iso import signing_key_file, write_pack_iso
         from driverpack.uptodate import Digest, tool_version
@@ -229,6 +240,10 @@ def compile(loaded: LoadedPack, root: Path) -> CompileResult:
 
 def build_rpms(loaded: LoadedPack, root: Path) -> RpmsResult:
     return Run(loaded, root).build_rpms()
+
+
+def srpms(loaded: LoadedPack, root: Path) -> tuple[Path, ...]:
+    return Run(loaded, root).srpms()
 
 
 def iso(loaded: LoadedPack, root: Path) -> IsoResult:

@@ -50,22 +50,37 @@ def _copy_if_changed(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
 
-def build_spec(ctx: Context, spec: Path, prebuilt: Path | None) -> BuiltSpec:
+def build_spec(ctx: Context, spec: Path, prebuilt: Path | None, what: str = "-ba") -> BuiltSpec:
     defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": str(ctx.kernel.build_dir)}
     if prebuilt is not None:
         defines["driverpack_prebuilt"] = str(prebuilt)
     log = ctx.logs_dir / f"rpmbuild-{spec.stem}.log"
     log.unlink(missing_ok=True)
-    return rpmbuild(spec, ctx.rpmbuild_dir, epoch=ctx.epoch, log=log, defines=defines)
+    return rpmbuild(spec, ctx.rpmbuild_dir, epoch=ctx.epoch, log=log, defines=defines, what=what)
+
+
+def _fresh_tree(ctx: Context, subdirs: tuple[str, ...]) -> None:
+    for sub in subdirs:
+        # Made fresh before the parallel rpmbuilds, which would race to create them.
+        shutil.rmtree(ctx.rpmbuild_dir / sub, ignore_errors=True)
+        (ctx.rpmbuild_dir / sub).mkdir(parents=True)
+
+
+def build_srpms(ctx: Context, specs: SpecsResult) -> tuple[Path, ...]:
+    """rpmbuild -bs every spec: the source RPMs that mock, Koji and COPR build from; nothing is compiled."""
+    which("rpmbuild")
+    _fresh_tree(ctx, ("SRPMS",))
+    prepare_sources(ctx)
+    spec_files = [s for item in specs.drivers for s in (item.kmod_spec, item.data_spec) if s is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(spec_files), ctx.jobs))) as pool:
+        built = list(pool.map(lambda spec: build_spec(ctx, spec, None, "-bs"), spec_files))
+    return tuple(r.srpm for r in built if r.srpm is not None)
 
 
 def build_rpms(ctx: Context, specs: SpecsResult, compiled: CompileResult, extra: tuple[Path, ...]) -> RpmsResult:
     """rpmbuild -ba every spec (in parallel), then check each RPM the way the host will need it."""
     which("rpmbuild")
-    for sub in ("RPMS", "SRPMS", "BUILD", "BUILDROOT"):
-        # Made fresh before the parallel rpmbuilds, which would race to create them.
-        shutil.rmtree(ctx.rpmbuild_dir / sub, ignore_errors=True)
-        (ctx.rpmbuild_dir / sub).mkdir(parents=True)
+    _fresh_tree(ctx, ("RPMS", "SRPMS", "BUILD", "BUILDROOT"))
     prepare_sources(ctx)
     prebuilt = {c.name: c.source_root for c in compiled.drivers}
     jobs: list[tuple[Driver, Path, Path | None, bool]] = []
