@@ -20,7 +20,7 @@ _KERNEL = re.compile(r"^[A-Za-z0-9._+~-]+$")
 
 
 def _rpm_name(value: str) -> str:
-    if not _RPM_NAME.match(value):
+    if not _RPM_NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid rpm package name "
             "(letters, digits and . _ + - only, starting with a letter, digit, _ or +)"
@@ -42,13 +42,13 @@ def _version_like(value: str, what: str, example: str) -> str:
     if "-" in value:
         fix = "use 1.0.1 or put the suffix in release" if what == "version" else "use 1.1 or 1_1"
         raise ValueError(f"{value!r} contains '-', which rpm does not allow in a {what} ({fix})")
-    if not _RPM_VERSION.match(value):
+    if not _RPM_VERSION.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})")
     return value
 
 
 def _label(value: str) -> str:
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid label: use letters, digits, '_' and '-' only "
             "(it becomes update-<label>, the yum repo id and the ISO volume id)"
@@ -57,8 +57,8 @@ def _label(value: str) -> str:
 
 
 def _uuid(value: str) -> str:
-    if not _UUID.match(value):
-        hint = " (use lowercase)" if _UUID.match(value.lower()) else ""
+    if not _UUID.fullmatch(value):
+        hint = " (use lowercase)" if _UUID.fullmatch(value.lower()) else ""
         raise ValueError(
             f"{value!r} is not a canonical lowercase uuid{hint}; make one with "
             "'python3 -c \"import uuid; print(uuid.uuid4())\"'"
@@ -67,7 +67,7 @@ def _uuid(value: str) -> str:
 
 
 def _kernel(value: str) -> str:
-    if value != "auto" and not _KERNEL.match(value):
+    if value != "auto" and not _KERNEL.fullmatch(value):
         raise ValueError(f"{value!r} is not a kernel release (uname -r of the target, e.g. '4.19.0+1')")
     return value
 
@@ -178,7 +178,7 @@ class KernelTarget(_Model):
 class Pack(_Model):
     pack: PackInfo
     target: KernelTarget = KernelTarget()
-    drivers: tuple[Driver, ...] = Field(default=(), min_length=1)
+    drivers: tuple[Driver, ...] = Field(default=(), min_length=1, validate_default=True)
     rpms: tuple[ExtraRpm, ...] = ()
 
     @property
@@ -196,7 +196,12 @@ class Pack(_Model):
                 raise ValueError(f"package name {name!r} at {where} is already used at {seen[name]}; rename one")
             seen[name] = where
         if self.pack.label is None:
-            _label(self.drivers[0].name)
+            try:
+                _label(self.drivers[0].name)
+            except ValueError as exc:
+                raise ValueError(
+                    f"pack.label: not set, so it defaults to drivers[0].name, and {exc}; set [pack] label"
+                ) from None
         return self
 
     def source_date_epoch(self) -> int:
@@ -208,7 +213,15 @@ class Pack(_Model):
 
 def is_rpm_version(kernel: str) -> bool:
     """Whether rpm can use a kernel release as a version (CH 8.2's 4.19.0+1 yes, Debian's 6.1.0-9-amd64 no)."""
-    return "-" not in kernel and bool(_RPM_VERSION.match(kernel))
+    return "-" not in kernel and bool(_RPM_VERSION.fullmatch(kernel))
+
+
+def is_label(value: str) -> bool:
+    return bool(_LABEL.fullmatch(value))
+
+
+def is_uuid(value: str) -> bool:
+    return bool(_UUID.fullmatch(value))
 
 
 def data_path_allowed(path: PurePosixPath) -> bool:

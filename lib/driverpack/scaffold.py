@@ -7,7 +7,7 @@ from pathlib import Path
 
 from driverpack.atomic import write_text
 from driverpack.errors import PackError
-from driverpack.models import _LABEL
+from driverpack.models import is_label
 
 TEMPLATE = """\
 # driverpack pack file. Every key is explained in the README ("The pack file");
@@ -48,7 +48,7 @@ changelog = [
 
 
 def new_pack(root: Path, label: str) -> Path:
-    if not _LABEL.match(label):
+    if not is_label(label):
         raise PackError(
             [f"{label!r} is not a valid label: use letters, digits, '_' and '-' only"],
             hint="e.g. inv new acme-nic",

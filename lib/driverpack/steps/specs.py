@@ -59,7 +59,7 @@ def render_changelog(entries: tuple[ChangelogEntry, ...], evr: str, epoch: int) 
     blocks = []
     for entry in sorted(entries, key=lambda e: e.date, reverse=True):
         lines = [line.strip() for line in entry.text.strip().splitlines() if line.strip()]
-        body = "\n".join(("- " if i == 0 else "  ") + spectext.escape(line) for i, line in enumerate(lines))
+        body = "\n".join(("- " if i == 0 else "  ") + spectext.escape_block(line) for i, line in enumerate(lines))
         header = f"* {entry.date.strftime('%a %b %d %Y')} {spectext.escape(entry.author)} - {evr}"
         blocks.append(f"{header}\n{body}")
     return "\n\n".join(blocks)
@@ -93,7 +93,7 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
     if layout.build_dir:
         _checked_name(layout.build_dir, "the Makefile's directory", where)
     for arg in driver.make_args:
-        if not re.match(r"^[A-Za-z0-9_]+=[A-Za-z0-9._+/:,=-]*$", arg):
+        if not re.fullmatch(r"[A-Za-z0-9_]+=[A-Za-z0-9._+/:,=-]*", arg):
             raise PackError(
                 [f"{where}.make_args: {arg!r} is not a plain NAME=value make variable"],
                 hint="use letters, digits and . _ + / : , = - in values",

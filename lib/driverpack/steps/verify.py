@@ -15,7 +15,7 @@ from driverpack.adapters.iso import read_iso
 from driverpack.adapters.repodata import check_repodata, read_repodata
 from driverpack.adapters.rpminfo import RpmInfo, check_common, check_data_rpm, check_kmod_rpm, read_rpm
 from driverpack.errors import BuildError, DriverpackError
-from driverpack.models import _LABEL, _UUID
+from driverpack.models import is_label, is_uuid
 from driverpack.run import run
 
 _MODULE_PATH = re.compile(r"^/lib/modules/([^/]+)/")
@@ -123,9 +123,9 @@ def _update_xml_problems(
     for name in ("name-label", "uuid", "version", "installation-size", "key"):
         if not attributes.get(name):
             problems.append(f"update.xml: attribute {name} missing (xapi rejects the pack)")
-    if not _UUID.match(attributes.get("uuid", "")):
+    if not is_uuid(attributes.get("uuid", "")):
         problems.append(f"update.xml: uuid {attributes.get('uuid')!r} is not a canonical lowercase uuid")
-    if not _LABEL.match(attributes.get("name-label", "")):
+    if not is_label(attributes.get("name-label", "")):
         problems.append(f"update.xml: name-label {attributes.get('name-label')!r} is not a valid label")
     if attributes.get("uuid") and attributes["uuid"] != application_id:
         problems.append(f"ISO application id {application_id!r} is not the pack uuid {attributes['uuid']}")
