@@ -56,7 +56,7 @@ def check(c, pack=None, debug=False):
     """Validate pack files and preflight: tools, kernel build dir, sources, uuid uniqueness."""
     from driverpack import pipeline
 
-    _each_pack(pack, debug, pipeline.check)
+    _guarded(lambda: pipeline.check_all(pipeline.select_packs(pack, ROOT), ROOT), debug)
     print("check: ok")
 
 

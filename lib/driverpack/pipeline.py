@@ -123,7 +123,10 @@ class Run:
             for patch in driver.patches:
                 digest.file(ctx.loaded.resolve(patch))
         result = self._step(
-            "compile", digest, lambda r: [m for d in r.drivers for m in d.modules], lambda: compile_modules(ctx)
+            "compile",
+            digest,
+            lambda r: [m for d in r.drivers for m in d.modules],
+            lambda: compile_modules(ctx, _compile_progress),
         )
         return result
 
@@ -207,6 +210,10 @@ def _spec_paths(result: SpecsResult) -> list[Path]:
     return [spec for d in result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None]
 
 
+def _compile_progress(name: str, done: int, total: int) -> None:
+    say(f"    compiled {name} ({done}/{total})")
+
+
 def _progress_printer(label: str) -> Callable[[int, int], None]:
     """ISO write progress: a bar on a terminal, a few plain lines otherwise."""
     is_tty = sys.stderr.isatty()
@@ -228,6 +235,20 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
 
 def check(loaded: LoadedPack, root: Path) -> Context:
     return Run(loaded, root).ctx
+
+
+def check_all(packs: list[LoadedPack], root: Path) -> None:
+    """Preflight every pack, reporting the problems of all of them at once."""
+    problems: list[str] = []
+    hints: list[str] = []
+    for loaded in packs:
+        try:
+            check(loaded, root)
+        except PackError as exc:
+            problems += exc.problems
+            hints.append(exc.hint)
+    if problems:
+        raise PackError(problems, hint="; ".join(dict.fromkeys(h for h in hints if h)))
 
 
 def specs(loaded: LoadedPack, root: Path) -> SpecsResult:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,11 @@ def compilable(driver: Driver) -> bool:
     return not driver.spec
 
 
-def compile_modules(ctx: Context) -> CompileResult:
-    """Compile every driver (in parallel when there are several), then check every module's vermagic."""
+def compile_modules(ctx: Context, progress: Callable[[str, int, int], None] | None = None) -> CompileResult:
+    """Compile every driver (in parallel when there are several), then check every module's vermagic.
+
+    `progress(name, done, total)` is called as each driver finishes.
+    """
     drivers = [d for d in ctx.loaded.pack.drivers if compilable(d)]
     which("make")
     if not drivers:
@@ -58,6 +62,9 @@ def compile_modules(ctx: Context) -> CompileResult:
     jobs_each = max(1, ctx.jobs // workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(compile_driver, ctx, d, jobs_each) for d in drivers]
+        for done, future in enumerate(as_completed(futures), start=1):
+            if progress is not None:
+                progress(future.result().name, done, len(futures))
         results = [f.result() for f in futures]
     return CompileResult(tuple(results))
 
