@@ -71,6 +71,11 @@ class Run:
 
             timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
             self._ctx = make_context(self.loaded, self.root)
+            if not self._ctx.kernel.requires_kernel:
+                say(
+                    f"warning: kernel {self._ctx.kernel.release} is not usable as an rpm version, so the driver "
+                    "RPMs get no 'Requires: kernel-uname-r' (fine for a test build, not for a Citrix Hypervisor pack)"
+                )
         return self._ctx
 
     def _step(self, name: str, digest: Digest, outputs: Callable[[T], Iterable[Path]], work: Callable[[], T]) -> T:

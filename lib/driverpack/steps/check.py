@@ -6,6 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack.adapters.rpminfo import check_common, read_rpm
 from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack
@@ -74,8 +75,15 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 "(lay out the files as they install: lib/firmware/..., etc/...)"
             )
     for i, extra in enumerate(pack.rpms):
-        if not _glob_rpms(loaded, extra.path):
+        found = _glob_rpms(loaded, extra.path)
+        if not found:
             problems.append(f"{where}: rpms[{i}].path: no RPM found at {loaded.resolve(extra.path)}")
+        for path in found:
+            # Refused now rather than after every driver has been compiled.
+            try:
+                problems += [f"{where}: rpms[{i}]: {p}" for p in check_common(read_rpm(path))]
+            except DriverpackError as exc:
+                problems.append(f"{where}: rpms[{i}]: {exc.message}")
 
     if pack.pack.signing_key and not loaded.resolve(pack.pack.signing_key).is_file():
         problems.append(f"{where}: pack.signing_key: {loaded.resolve(pack.pack.signing_key)} not found")

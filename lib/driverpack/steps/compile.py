@@ -38,9 +38,15 @@ _API_PATTERNS = (
     re.compile(r"too (many|few) arguments to function"),
     re.compile(r"unknown type name|storage size of .* isn't known|dereferencing pointer to incomplete type"),
     re.compile(r"invalid use of undefined type|initialization of .* from incompatible"),
+    re.compile(r"unknown field .* specified in initializer"),
 )
 _FIRST_ERROR = re.compile(r"^(?P<where>[^\s:]+:\d+(?::\d+)?): (?:fatal )?error: (?P<what>.*)$")
-_MODPOST_ERROR = re.compile(r"^(?:ERROR|FATAL): modpost: (?P<what>.*)$")
+_MODPOST_ERROR = re.compile(r"^(?:ERROR|FATAL): (?:modpost: )?(?P<what>.*)$")
+# Kernels before 5.x only warn about undefined symbols in external modules (modpost -w), and the
+# module would then fail to load on the host with "Unknown symbol".
+_MODPOST_UNDEFINED_WARNING = re.compile(
+    r'^WARNING: (?:modpost: )?"(?P<symbol>[^"]+)" \[(?P<module>.+?\.ko)\] undefined!$'
+)
 
 
 def compilable(driver: Driver) -> bool:
@@ -95,6 +101,14 @@ def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
         run(argv, cwd=build_dir, log=log, source_date_epoch=ctx.epoch)
     except ToolError:
         raise BuildError(diagnose(log, driver.name, ctx.kernel.release), hint=f"full log: {log}") from None
+    undefined = undefined_symbols(log)
+    if undefined:
+        raise BuildError(
+            f"{driver.name}: modules built against kernel {ctx.kernel.release} use symbols that kernel does not "
+            f"export: {', '.join(undefined)}\n  this looks like a kernel API change: the driver source is probably "
+            f"not compatible with kernel {ctx.kernel.release}; ask the driver's author for a version that supports it",
+            hint=f"full log: {log}",
+        )
     modules = tuple(sorted(build_dir.rglob("*.ko")))
     check_modules(modules, driver.name, ctx.kernel.release, log)
     return CompiledDriver(name=driver.name, source_root=build_dir, modules=modules)
@@ -125,6 +139,12 @@ def _failed_hunk(output: str) -> str:
             return f"{line.strip()}" + (f" (file {current})" if current and current not in line else "")
     lines = [ln for ln in output.splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "patch failed"
+
+
+def undefined_symbols(log: Path) -> list[str]:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = (_MODPOST_UNDEFINED_WARNING.match(line.strip()) for line in text.splitlines())
+    return sorted({m.group("symbol") for m in found if m})
 
 
 def diagnose(log: Path, name: str, kernel: str) -> str:

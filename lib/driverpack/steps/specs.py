@@ -102,7 +102,7 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
         _environment()
         .get_template("kmod.spec.j2")
         .render(
-            pack_file=loaded.file.as_posix(),
+            pack_file=f"{loaded.folder.name}/pack.toml",
             kernel=ctx.kernel.release,
             module_dir=ctx.kernel.module_dir,
             name=driver.name,
@@ -173,7 +173,7 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
         _environment()
         .get_template("data.spec.j2")
         .render(
-            pack_file=loaded.file.as_posix(),
+            pack_file=f"{loaded.folder.name}/pack.toml",
             name=driver.data_name,
             version=data.version,
             release=data.release,

@@ -68,6 +68,8 @@ def verify_iso(iso: Path, *, kernel: str | None = None, public_key: Path | None 
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # Name files by their place on the ISO, not the scratch folder that no longer exists.
+    problems = [p.replace(f"{work}/", f"{iso.name}:") for p in problems]
     if problems:
         raise BuildError(f"{iso.name} failed verification:\n" + "\n".join(f"  - {p}" for p in problems))
     return VerifyReport(tuple(ok))
