@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from driverpack.steps.release import ReleaseResult
     from driverpack.steps.rpms import RpmsResult
     from driverpack.steps.specs import SpecsResult
+    from driverpack.steps.verify import VerifyReport
     from driverpack.uptodate import Digest
 
 T = TypeVar("T")
@@ -167,7 +168,7 @@ class Run:
         return self._step("srpms", digest, lambda r: r, lambda: build_srpms(self.ctx, specs_result))
 
     def iso(self) -> IsoResult:
-        from driverpack.steps.iso import signing_key_file, write_pack_iso
+        from driverpack.steps.iso import signing_key_file, write_iso_md5, write_pack_iso
         from driverpack.uptodate import Digest, tool_version
 
         rpms = self.build_rpms()
@@ -178,7 +179,8 @@ class Run:
 
         def work() -> IsoResult:
             result = write_pack_iso(ctx, self.root, rpms.payload, progress=_progress_printer(ctx.label))
-            self.verify(result.iso)
+            report = _verify(ctx, result.iso, packages_dir=result.packages)
+            write_iso_md5(result, report.iso_md5)
             return result
 
         result = self._step("iso", digest, lambda r: (r.iso, r.iso_md5, r.metadata_md5, r.public_key), work)
@@ -206,9 +208,6 @@ class Run:
             ),
         )
         return result
-
-    def verify(self, iso_path: Path) -> None:
-        _verify(self.ctx, iso_path)
 
 
 def _spec_paths(result: SpecsResult) -> list[Path]:
@@ -286,12 +285,15 @@ def verify(loaded: LoadedPack, root: Path, iso_path: Path | None = None) -> None
     _verify(ctx, iso_path or ctx.dist / f"{ctx.label}.iso")
 
 
-def _verify(ctx: Context, iso_path: Path) -> None:
+def _verify(ctx: Context, iso_path: Path, packages_dir: Path | None = None) -> VerifyReport:
     from driverpack.steps.verify import verify_iso
 
-    report = timed("verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release))
+    report = timed(
+        "verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release, packages_dir=packages_dir)
+    )
     for line in report.lines:
         say(f"    {line}")
+    return report
 
 
 def clean(loaded: LoadedPack, root: Path) -> None:

@@ -304,8 +304,12 @@ def sign_rpms(key: SigningKey, rpms: Sequence[Path], *, epoch: int) -> None:
     run(argv, env=_env(key.homedir))
 
 
-def check_rpm_signatures(public_key_file: Path, rpms: Sequence[Path], work_dir: Path) -> None:
-    """Check every RPM carries a good signature by the key in `public_key_file`; BuildError naming the others."""
+def check_rpm_signatures(public_key_file: Path, rpms: Sequence[Path], work_dir: Path, *, digests: bool = True) -> None:
+    """Check every RPM carries a good signature by the key in `public_key_file`; BuildError naming the others.
+
+    digests=False checks the signatures only (rpmkeys --nodigest): the header+payload signature still
+    covers every byte, and callers that compare each file's sha256 with the repodata skip a second pass.
+    """
     if not rpms:
         return
     rpmkeys = which("rpmkeys")
@@ -313,7 +317,8 @@ def check_rpm_signatures(public_key_file: Path, rpms: Sequence[Path], work_dir: 
     dbpath = Path(tempfile.mkdtemp(prefix="rpmdb-", dir=work_dir)).absolute()
     try:
         run([rpmkeys, "--dbpath", dbpath, "--import", public_key_file])
-        proc = run([rpmkeys, "--dbpath", dbpath, "-Kv", *rpms], check=False)
+        flags = [] if digests else ["--nodigest"]
+        proc = run([rpmkeys, "--dbpath", dbpath, "-Kv", *flags, *rpms], check=False)
     finally:
         shutil.rmtree(dbpath, ignore_errors=True)
     results = _parse_rpmkeys_verbose(proc.stdout.decode(errors="replace"))

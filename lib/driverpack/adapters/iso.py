@@ -8,6 +8,7 @@ genisoimage's default) and Joliet carries the real names up to 64 characters.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import io
 import os
 import stat
@@ -156,11 +157,45 @@ def read_iso(path: Path) -> IsoContents:
         )
 
 
-def extract_iso(path: Path, dest: Path) -> None:
-    """Copy every file out to `dest` by its Rock Ridge path, with its mode (no set-id bits)."""
+class _HashSink:
+    """A write-only file object that only hashes what it is given."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.hash = hashlib.new(algorithm)
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+
+def file_digests(path: Path, inner_paths: Sequence[str], algorithm: str = "sha256") -> dict[str, str]:
+    """Hex digests of files on the ISO (Rock Ridge paths), streamed: nothing is written or held in memory."""
+    with _opened(path) as iso:
+        key = _path_key(iso)
+        wanted = set(inner_paths)
+        digests: dict[str, str] = {}
+        for file, inner in _listing(iso, path):
+            if file.path not in wanted:
+                continue
+            sink = _HashSink(algorithm)
+            try:
+                iso.get_file_from_iso_fp(sink, blocksize=_BLOCK_SIZE, **{key: inner})  # type: ignore[arg-type]  # only write() is used
+            except pycdlib.pycdlibexception.PyCdlibException as e:
+                raise BuildError(f"cannot read '{file.path}' from ISO {path}: {e}") from e
+            digests[file.path] = sink.hash.hexdigest()
+    missing = sorted(set(inner_paths) - digests.keys())
+    if missing:
+        raise BuildError(f"ISO {path} has no file {', '.join(missing)}")
+    return digests
+
+
+def extract_iso(path: Path, dest: Path, include: Callable[[str], bool] | None = None) -> None:
+    """Copy every file (or those `include` accepts) out to `dest` by its Rock Ridge path, with its mode."""
     with _opened(path) as iso:
         key = _path_key(iso)
         for file, inner in _listing(iso, path):
+            if include is not None and not include(file.path):
+                continue
             target = dest.joinpath(*PurePosixPath(file.path).parts)
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)

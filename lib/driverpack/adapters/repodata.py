@@ -15,7 +15,7 @@ import hashlib
 import os
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,8 +212,12 @@ def read_repodata(repo_dir: Path) -> tuple[RepoPackage, ...]:
     return tuple(sorted(packages, key=lambda p: p.location))
 
 
-def check_repodata(repo_dir: Path) -> None:
-    """Repodata matches Packages/ and the files it names, and has groups `update` and `drivers`."""
+def check_repodata(repo_dir: Path, *, package_files: Mapping[str, tuple[int, str]] | None = None) -> None:
+    """Repodata matches Packages/ and the files it names, and has groups `update` and `drivers`.
+
+    `package_files` ("Packages/x.rpm" -> (size, sha256)) stands in for the RPMs on disk when the caller
+    has already streamed them from elsewhere (an ISO), so they are not hashed twice.
+    """
     records = _read_records(repo_dir)
     packages = read_repodata(repo_dir)
     problems: list[str] = []
@@ -231,10 +235,16 @@ def check_repodata(repo_dir: Path) -> None:
         if pkg.location in listed:
             problems.append(f"{pkg.location} is listed twice in primary")
         listed[pkg.location] = pkg
-    on_disk = {f"{PACKAGES_DIR}/{p.name}" for p in (repo_dir / PACKAGES_DIR).glob("*.rpm")}
+    if package_files is not None:
+        on_disk = set(package_files)
+    else:
+        on_disk = {f"{PACKAGES_DIR}/{p.name}" for p in (repo_dir / PACKAGES_DIR).glob("*.rpm")}
     for location in sorted(on_disk - listed.keys()):
         problems.append(f"{location} is not in the repodata")
     for location, pkg in sorted(listed.items()):
+        if package_files is not None:
+            problems += _known_file_problems(location, pkg, package_files.get(location))
+            continue
         pkg_path = _safe_join(repo_dir, location)
         if pkg_path is None or not pkg_path.is_file():
             problems.append(f"{location} is listed in primary but missing")
@@ -303,6 +313,17 @@ def _safe_join(repo_dir: Path, href: str) -> Path | None:
     if not parts or Path(href).is_absolute() or ".." in parts:
         return None
     return repo_dir / href
+
+
+def _known_file_problems(location: str, pkg: RepoPackage, known: tuple[int, str] | None) -> list[str]:
+    if known is None:
+        return [f"{location} is listed in primary but missing"]
+    size, sha256 = known
+    if size != pkg.size:
+        return [f"{location} has {size} bytes, the repodata says {pkg.size}"]
+    if pkg.checksum_type != "sha256" or sha256 != pkg.checksum:
+        return [f"{location} has sha256 {sha256}, the repodata says {pkg.checksum_type} {pkg.checksum}"]
+    return []
 
 
 def _file_problems(path: Path, href: str, size: int, checksum_type: str, checksum: str) -> list[str]:

@@ -22,9 +22,10 @@ from driverpack.errors import BuildError
 @dataclass(frozen=True)
 class IsoResult:
     iso: Path
-    iso_md5: Path
+    iso_md5: Path  # written by write_iso_md5 once the ISO has been read back
     metadata_md5: Path
     public_key: Path
+    packages: Path  # the staged, signed RPMs the ISO holds
     test_key_warning: str  # non-empty when signed with the local test key
 
 
@@ -134,7 +135,7 @@ def iso_entries(stage: Path) -> list[IsoEntry]:
 def write_pack_iso(
     ctx: Context, root: Path, payload: tuple[Path, ...], progress: Callable[[int, int], None] | None = None
 ) -> IsoResult:
-    """Stage, sign and write dist/<label>.iso with its two .md5 files and the public key."""
+    """Stage, sign and write dist/<label>.iso, <label>.metadata.md5 and the public key (see write_iso_md5)."""
     stage, public_key, is_test_key = stage_pack(ctx, root, payload)
     iso = ctx.dist / f"{ctx.label}.iso"
     iso_md5 = ctx.dist / f"{ctx.label}.iso.md5"
@@ -153,6 +154,10 @@ def write_pack_iso(
         metadata_md5,
         md5_line(stage / "update.xml", "update.xml") + md5_line(stage / "repodata/repomd.xml", "repodata/repomd.xml"),
     )
-    write_text(iso_md5, md5_line(iso, iso.name))
     warning = gpg.local_key_warning(public_key) if is_test_key else ""
-    return IsoResult(iso, iso_md5, metadata_md5, public_key, warning)
+    return IsoResult(iso, iso_md5, metadata_md5, public_key, stage / "Packages", warning)
+
+
+def write_iso_md5(result: IsoResult, md5_hex: str) -> None:
+    """<label>.iso.md5 from the md5 of the ISO as read back, checkable with `md5sum -c`."""
+    write_text(result.iso_md5, f"{md5_hex}  {result.iso.name}\n")
