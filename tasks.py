@@ -51,6 +51,27 @@ def _each_pack(pack: str | None, debug: bool, step: Callable[..., Any]) -> None:
     _guarded(work, debug)
 
 
+def _build(pack: str | None, debug: bool, name: str) -> None:
+    """Run a build task on each pack; a rerun with nothing changed answers before loading the models."""
+    from driverpack import quick
+
+    folders = quick.pack_folders(pack, ROOT)
+    if folders and all(quick.up_to_date(ROOT, folder, name) for folder in folders):
+        for folder in folders:
+            print(f"--- {name} [{folder.name}] up to date: no input or output changed", file=sys.stderr)
+        return
+
+    def work() -> None:
+        from driverpack import pipeline
+
+        for loaded in pipeline.select_packs(pack, ROOT):
+            before = quick.inputs(loaded.folder, ROOT)
+            outputs = pipeline.run_task(loaded, ROOT, name)
+            quick.record(ROOT, loaded.folder, name, before, outputs)
+
+    _guarded(work, debug)
+
+
 @task(help=PACK_HELP)
 def check(c, pack=None, debug=False):
     """Validate pack files and preflight: tools, kernel build dir, sources, uuid uniqueness."""
@@ -63,41 +84,31 @@ def check(c, pack=None, debug=False):
 @task(help=PACK_HELP)
 def specs(c, pack=None, debug=False):
     """Write the kernel-module and data spec files to build/<label>/SPECS/."""
-    from driverpack import pipeline
-
-    _each_pack(pack, debug, pipeline.specs)
+    _build(pack, debug, "specs")
 
 
 @task(help=PACK_HELP)
 def compile(c, pack=None, debug=False):
     """Unpack, patch and compile each driver against the target kernel; check every module's vermagic."""
-    from driverpack import pipeline
-
-    _each_pack(pack, debug, pipeline.compile)
+    _build(pack, debug, "compile")
 
 
 @task(help={**PACK_HELP, "srpms-only": "write just the SRPMs (for mock, Koji, COPR); compile nothing"})
 def build_rpms(c, pack=None, srpms_only=False, debug=False):
     """Build the kernel-module, data and source RPMs under build/<label>/rpmbuild/ and check them."""
-    from driverpack import pipeline
-
-    _each_pack(pack, debug, pipeline.srpms if srpms_only else pipeline.build_rpms)
+    _build(pack, debug, "srpms" if srpms_only else "build-rpms")
 
 
 @task(help=PACK_HELP)
 def iso(c, pack=None, debug=False):
     """Write the signed supplemental pack dist/<label>.iso, its .md5 files and public key; verify it."""
-    from driverpack import pipeline
-
-    _each_pack(pack, debug, pipeline.iso)
+    _build(pack, debug, "iso")
 
 
 @task(help=PACK_HELP)
 def release_zip(c, pack=None, debug=False):
     """Bundle dist/<label>-<version>.zip: the ISO, the GPL source archive and both .md5 files."""
-    from driverpack import pipeline
-
-    _each_pack(pack, debug, pipeline.release_zip)
+    _build(pack, debug, "release-zip")
 
 
 @task(help={**PACK_HELP, "iso": "an ISO to check instead of dist/<label>.iso (needs --pack or one pack)"})

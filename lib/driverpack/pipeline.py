@@ -64,6 +64,7 @@ class Run:
         self._ctx: Context | None = None
         self._digests: dict[str, str] = {}
         self._results: dict[str, object] = {}
+        self.outputs: list[Path] = []  # every file the steps produced or found up to date
 
     @property
     def ctx(self) -> Context:
@@ -96,6 +97,8 @@ class Run:
         self._results[name] = result
         for path in outputs(result):
             say(f"    {_shown(path, self.root)}")
+            self.outputs.append(path)
+        self.outputs.append(ctx.work / "stamps" / f"{name}.stamp")
         return result
 
     def specs(self) -> SpecsResult:
@@ -235,6 +238,23 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
         last[0] = percent
 
     return report
+
+
+TASKS = {
+    "specs": Run.specs,
+    "compile": Run.compile,
+    "build-rpms": Run.build_rpms,
+    "srpms": Run.srpms,
+    "iso": Run.iso,
+    "release-zip": Run.release_zip,
+}
+
+
+def run_task(loaded: LoadedPack, root: Path, task: str) -> list[Path]:
+    """Run one task's steps for a pack; return every output file (for the quick no-op check)."""
+    run = Run(loaded, root)
+    TASKS[task](run)
+    return run.outputs
 
 
 def check(loaded: LoadedPack, root: Path) -> Context:
