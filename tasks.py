@@ -15,6 +15,7 @@ from invoke import Collection, Exit, task
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
 ROOT = Path.cwd()
+BUILD_HELP = {"jobs": "parallel jobs for compiling and packaging (default: the number of cores)"}
 PACK_HELP = {
     "pack": "a label under packs/ or a path to a pack folder (default: every pack)",
     "debug": "show a traceback on errors",
@@ -51,9 +52,13 @@ def _each_pack(pack: str | None, debug: bool, step: Callable[..., Any]) -> None:
     _guarded(work, debug)
 
 
-def _build(pack: str | None, debug: bool, name: str) -> None:
+def _build(pack: str | None, debug: bool, name: str, jobs_text: str | None = None) -> None:
     """Run a build task on each pack; a rerun with nothing changed answers before loading the models."""
     from driverpack import quick
+
+    if jobs_text is not None and not (str(jobs_text).isdigit() and int(jobs_text) > 0):
+        raise Exit(f"error: --jobs {jobs_text}: give a positive number of jobs", code=2)
+    jobs = int(jobs_text) if jobs_text else None
 
     folders = quick.pack_folders(pack, ROOT)
     if folders and all(quick.up_to_date(ROOT, folder, name) for folder in folders):
@@ -66,7 +71,7 @@ def _build(pack: str | None, debug: bool, name: str) -> None:
 
         for loaded in pipeline.select_packs(pack, ROOT):
             before = quick.inputs(loaded.folder, ROOT)
-            outputs = pipeline.run_task(loaded, ROOT, name)
+            outputs = pipeline.run_task(loaded, ROOT, name, jobs=jobs)
             quick.record(ROOT, loaded.folder, name, before, outputs)
 
     _guarded(work, debug)
@@ -87,28 +92,28 @@ def specs(c, pack=None, debug=False):
     _build(pack, debug, "specs")
 
 
-@task(help=PACK_HELP)
-def compile(c, pack=None, debug=False):
+@task(help={**PACK_HELP, **BUILD_HELP})
+def compile(c, pack=None, jobs=None, debug=False):
     """Unpack, patch and compile each driver against the target kernel; check every module's vermagic."""
-    _build(pack, debug, "compile")
+    _build(pack, debug, "compile", jobs)
 
 
-@task(help={**PACK_HELP, "srpms-only": "write just the SRPMs (for mock, Koji, COPR); compile nothing"})
-def build_rpms(c, pack=None, srpms_only=False, debug=False):
+@task(help={**PACK_HELP, **BUILD_HELP, "srpms-only": "write just the SRPMs (for mock, Koji, COPR); compile nothing"})
+def build_rpms(c, pack=None, srpms_only=False, jobs=None, debug=False):
     """Build the kernel-module, data and source RPMs under build/<label>/rpmbuild/ and check them."""
-    _build(pack, debug, "srpms" if srpms_only else "build-rpms")
+    _build(pack, debug, "srpms" if srpms_only else "build-rpms", jobs)
 
 
-@task(help=PACK_HELP)
-def iso(c, pack=None, debug=False):
+@task(help={**PACK_HELP, **BUILD_HELP})
+def iso(c, pack=None, jobs=None, debug=False):
     """Write the signed supplemental pack dist/<label>.iso, its .md5 files and public key; verify it."""
-    _build(pack, debug, "iso")
+    _build(pack, debug, "iso", jobs)
 
 
-@task(help=PACK_HELP)
-def release_zip(c, pack=None, debug=False):
+@task(help={**PACK_HELP, **BUILD_HELP})
+def release_zip(c, pack=None, jobs=None, debug=False):
     """Bundle dist/<label>-<version>.zip: the ISO, the GPL source archive and both .md5 files."""
-    _build(pack, debug, "release-zip")
+    _build(pack, debug, "release-zip", jobs)
 
 
 @task(help={**PACK_HELP, "iso": "an ISO to check instead of dist/<label>.iso (needs --pack or one pack)"})

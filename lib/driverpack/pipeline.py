@@ -58,9 +58,10 @@ def timed(name: str, label: str, fn: Callable[[], T]) -> T:
 class Run:
     """One pack on its way through the steps; each step runs at most once and is skipped when up to date."""
 
-    def __init__(self, loaded: LoadedPack, root: Path) -> None:
+    def __init__(self, loaded: LoadedPack, root: Path, jobs: int | None = None) -> None:
         self.loaded = loaded
         self.root = root
+        self.jobs = jobs
         self._ctx: Context | None = None
         self._digests: dict[str, str] = {}
         self._results: dict[str, object] = {}
@@ -72,7 +73,7 @@ class Run:
             from driverpack.steps.check import preflight
 
             timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
-            self._ctx = make_context(self.loaded, self.root)
+            self._ctx = make_context(self.loaded, self.root, self.jobs)
             if not self._ctx.kernel.requires_kernel:
                 say(
                     f"warning: kernel {self._ctx.kernel.release} is not usable as an rpm version, so the driver "
@@ -250,9 +251,9 @@ TASKS = {
 }
 
 
-def run_task(loaded: LoadedPack, root: Path, task: str) -> list[Path]:
+def run_task(loaded: LoadedPack, root: Path, task: str, jobs: int | None = None) -> list[Path]:
     """Run one task's steps for a pack; return every output file (for the quick no-op check)."""
-    run = Run(loaded, root)
+    run = Run(loaded, root, jobs)
     TASKS[task](run)
     return run.outputs
 
