@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 from pathlib import Path
 
-from driverpack.errors import PackError
+from driverpack.errors import PackError, ToolError
 from driverpack.run import run, which
 from driverpack.uptodate import file_digest
 
@@ -27,7 +28,7 @@ def unpack_kernel_devel(rpm: Path, cache: Path) -> Path:
     (tmp / "root").mkdir(parents=True)
     try:
         payload = tmp / "payload.cpio"
-        payload.write_bytes(run(["rpm2cpio", str(rpm)], quiet=True).stdout)
+        run(["rpm2cpio", str(rpm)], quiet=True, stdout_to=payload)
         run(
             ["cpio", "-idm", "--quiet", "--no-absolute-filenames", "-F", str(payload)],
             cwd=tmp / "root",
@@ -39,6 +40,8 @@ def unpack_kernel_devel(rpm: Path, cache: Path) -> Path:
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if (dest / _DONE).is_file():  # another build unpacked the same RPM meanwhile: use theirs
+            return dest
         raise
     return dest
 
@@ -57,6 +60,7 @@ def kernel_release_of(build_dir: Path) -> str | None:
     return None
 
 
+@functools.cache
 def find_build_dirs(root: Path) -> dict[str, Path]:
     """Kernel build trees inside an unpacked kernel-devel RPM, by release."""
     found: dict[str, Path] = {}
@@ -71,8 +75,22 @@ def find_build_dirs(root: Path) -> dict[str, Path]:
 def kernel_devel_build_dir(rpm: Path, cache: Path, kernel: str, where: str) -> tuple[str, Path]:
     """(release, build dir) of the kernel-devel RPM; `kernel` 'auto' takes the one release it holds."""
     if not rpm.is_file():
-        raise PackError([f"{where}: target.kernel_devel: {rpm} not found"])
-    trees = find_build_dirs(unpack_kernel_devel(rpm, cache) / "root")
+        raise PackError(
+            [f"{where}: target.kernel_devel: {rpm} not found"],
+            hint="point it at the target's kernel-devel RPM (relative to pack.toml, or absolute)",
+        )
+    try:
+        trees = find_build_dirs(unpack_kernel_devel(rpm, cache) / "root")
+    except ToolError as exc:
+        raise PackError(
+            [f"{where}: target.kernel_devel: {rpm.name} could not be unpacked: {exc.message.splitlines()[-1]}"],
+            hint="is it an RPM? use the kernel-devel RPM of the target kernel",
+        ) from None
+    if not trees:
+        raise PackError(
+            [f"{where}: target.kernel_devel: {rpm.name} holds no kernel build tree (Makefile and .config)"],
+            hint="is this the kernel-devel RPM? (not the kernel or kernel-headers RPM)",
+        )
     if kernel != "auto":
         if kernel not in trees:
             held = ", ".join(sorted(trees)) or "none"

@@ -72,6 +72,18 @@ def _kernel(value: str) -> str:
     return value
 
 
+_MAKE_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9._+/:,=-]*")
+
+
+def _make_arg(value: str) -> str:
+    # Only plain variables: make would run $(shell ...) or an option like --eval=... given here.
+    if not _MAKE_ARG.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a plain NAME=value make variable (use letters, digits and . _ + / : , = - in values)"
+        )
+    return value
+
+
 def _one_line(value: str) -> str:
     if value.strip() == "":
         raise ValueError("must not be empty")
@@ -98,6 +110,7 @@ Uuid = Annotated[str, AfterValidator(_uuid)]
 KernelRelease = Annotated[str, AfterValidator(_kernel)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
 FilePath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
+MakeArg = Annotated[str, AfterValidator(_make_arg)]
 AfterApply = Literal["restartHost", "restartXAPI", "restartPV", "restartHVM"]
 
 
@@ -131,7 +144,7 @@ class Driver(_Model):
     description: str = ""
     patches: tuple[FilePath, ...] = ()
     spec: str = ""
-    make_args: tuple[str, ...] = ()
+    make_args: tuple[MakeArg, ...] = ()
     changelog: tuple[ChangelogEntry, ...] = ()
     data: DataPackage | None = None
 

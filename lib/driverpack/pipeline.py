@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -194,15 +195,21 @@ class Run:
         return result
 
     def release_zip(self) -> ReleaseResult:
-        from driverpack.steps.release import write_release_zip
+        from driverpack.steps.release import source_members, write_release_zip
         from driverpack.uptodate import Digest
 
         iso_result = self.iso()
         specs_result = self.specs()
         rpms = self.build_rpms()
         ctx = self.ctx
-        digest = Digest("release-zip", self._digests["iso"])
         specs = tuple(spec for d in specs_result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None)
+        digest = Digest("release-zip", self._digests["iso"])
+        for name, path in source_members(ctx, specs, rpms.srpms):  # pack.toml as written, comments too
+            digest.text(name)
+            if path.is_dir():
+                digest.tree(path)
+            else:
+                digest.file(path)
         result = self._step(
             "release-zip",
             digest,
@@ -327,10 +334,15 @@ def clean(loaded: LoadedPack, root: Path) -> None:
         shutil.rmtree(work)
         removed.append(work)
     dist = root / "dist"
+    # Exactly this pack's deliverables (and their temporary names): not those of a pack named <label>-x.
+    mine = re.compile(rf"\.?{re.escape(loaded.label)}(\.iso|\.iso\.md5|\.metadata\.md5|-[^-/]+\.zip)(\.tmp-\d+)?")
     if dist.is_dir():
-        for path in sorted(dist.glob(f"{loaded.label}[.-]*")) + sorted(dist.glob(f".{loaded.label}[.-]*")):
+        for path in sorted(p for p in dist.iterdir() if mine.fullmatch(p.name)):
             path.unlink()
             removed.append(path)
+    from driverpack import quick
+
+    quick.forget(root, loaded.folder)
     for path in removed:
         say(f"removed {_shown(path, root)}")
     if not removed:

@@ -39,6 +39,15 @@ def _tree(folder: Path, into: dict[str, Any]) -> None:
         into[str(folder)] = _stat(folder)
 
 
+def _dist_stamp(name: str) -> list[int] | None:
+    """A library's installed metadata, by size and time: an upgrade changes it (cheaper than importing it)."""
+    for site in sys.path:
+        if site and "-packages" in site:
+            for meta in Path(site).glob(f"{name}-*.dist-info"):
+                return _stat(meta / "RECORD")
+    return None
+
+
 def _pack_paths(folder: Path, raw: dict[str, Any]) -> list[Path]:
     def resolve(value: object) -> Path | None:
         if not isinstance(value, str) or not value:
@@ -81,6 +90,8 @@ def inputs(folder: Path, root: Path) -> dict[str, Any] | None:
         for name in _KERNEL_FILES:
             seen[str(build / name)] = _stat(build / name)
     seen["env:SOURCE_DATE_EPOCH"] = os.environ.get("SOURCE_DATE_EPOCH", "")
+    for dist in ("pycdlib", "createrepo_c", "rpmfile", "jinja2", "pydantic", "invoke"):
+        seen[f"lib:{dist}"] = _dist_stamp(dist)
     seen["python"] = sys.version
     return seen
 

@@ -75,8 +75,12 @@ def run(
     input: bytes | None = None,
     check: bool = True,
     quiet: bool = False,
+    stdout_to: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv; log `+ argv`; append output to `log`; raise ToolError on failure when `check`."""
+    """Run argv; log `+ argv`; append output to `log`; raise ToolError on failure when `check`.
+
+    `stdout_to` streams standard output into that file instead of memory (large payloads).
+    """
     args = [os.fspath(a) for a in argv]
     if _verbose and not quiet:
         print("+ " + " ".join(_quote(a) for a in args), file=sys.stderr, flush=True)
@@ -84,15 +88,28 @@ def run(
     if env:
         full_env.update(env)
     try:
-        proc = subprocess.run(
-            args,
-            cwd=cwd,
-            env=full_env,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )
+        if stdout_to is not None:
+            with stdout_to.open("wb") as out:
+                proc = subprocess.run(
+                    args,
+                    cwd=cwd,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    check=False,
+                )
+            proc.stdout = b""
+        else:
+            proc = subprocess.run(
+                args,
+                cwd=cwd,
+                env=full_env,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                check=False,
+            )
     except FileNotFoundError:
         raise ToolError(f"required tool '{args[0]}' was not found", tool_hint(Path(args[0]).name)) from None
     if log is not None:

@@ -20,9 +20,18 @@ class BuiltSpec:
     srpm: Path | None
 
 
+_DB_FILES = ("rpmdb.sqlite", "Packages", "Packages.db", "data.mdb")
+
+
 @functools.cache
 def has_rpm_database() -> bool:
-    """Debian has rpm but no database of installed packages: BuildRequires cannot be checked there."""
+    """Debian has rpm but no database of installed packages: BuildRequires cannot be checked there.
+
+    The database is looked for before it is queried: on Debian a query would create an empty one in ~/.rpmdb.
+    """
+    dbpath = Path(run(["rpm", "--eval", "%{_dbpath}"], quiet=True).stdout.decode().strip())
+    if not any((dbpath / name).exists() for name in _DB_FILES):
+        return False
     return run(["rpm", "-q", "--quiet", "rpm"], check=False, quiet=True).returncode == 0
 
 

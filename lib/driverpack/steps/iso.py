@@ -140,8 +140,9 @@ def write_pack_iso(
     iso = ctx.dist / f"{ctx.label}.iso"
     iso_md5 = ctx.dist / f"{ctx.label}.iso.md5"
     metadata_md5 = ctx.dist / f"{ctx.label}.metadata.md5"
-    # The old .md5 goes first: an interrupted run never leaves an ISO beside a checksum that lies.
+    # The old .md5 files go first: an interrupted run never leaves an ISO beside a checksum that lies.
     iso_md5.unlink(missing_ok=True)
+    metadata_md5.unlink(missing_ok=True)
     write_iso(
         iso,
         iso_entries(stage),
