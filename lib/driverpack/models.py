@@ -191,7 +191,7 @@ class KernelTarget(_Model):
 class Pack(_Model):
     pack: PackInfo
     target: KernelTarget = KernelTarget()
-    drivers: tuple[Driver, ...] = Field(default=(), min_length=1, validate_default=True)
+    drivers: tuple[Driver, ...] = ()
     rpms: tuple[ExtraRpm, ...] = ()
 
     @property
@@ -200,6 +200,12 @@ class Pack(_Model):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Pack:
+        if not self.drivers:
+            # A pack of prebuilt RPMs only (built by Koji, COPR or mock from the SRPMs) is fine.
+            if not self.rpms:
+                raise ValueError("drivers: a pack needs at least one [[drivers]] table (or [[rpms]] to carry)")
+            if self.pack.label is None:
+                raise ValueError("pack.label: required when the pack has no [[drivers]] (it defaults to the first)")
         seen: dict[str, str] = {}
         names = [(f"drivers[{i}].name", d.name) for i, d in enumerate(self.drivers)]
         names += [(f"drivers[{i}].data", d.data_name) for i, d in enumerate(self.drivers) if d.data]
@@ -208,7 +214,7 @@ class Pack(_Model):
             if name in seen:
                 raise ValueError(f"package name {name!r} at {where} is already used at {seen[name]}; rename one")
             seen[name] = where
-        if self.pack.label is None:
+        if self.pack.label is None and self.drivers:
             try:
                 _label(self.drivers[0].name)
             except ValueError as exc:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +55,10 @@ def verify_iso(
     rpm_paths = sorted(n for n in names if n.startswith("Packages/") and n.endswith(".rpm"))
 
     work = Path(tempfile.mkdtemp(prefix="driverpack-verify-"))
+    # Hashing and rpmkeys run beside the main checks: on a large pack they are most of the time.
+    pool = ThreadPoolExecutor(max_workers=2)
     try:
+        md5_future = pool.submit(_md5, iso)
         staged = packages_dir is not None and all(
             (packages_dir / Path(n).name).is_file() and (packages_dir / Path(n).name).stat().st_size == sizes[n]
             for n in rpm_paths
@@ -63,31 +69,37 @@ def verify_iso(
             for name in rpm_paths:
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).symlink_to((packages_dir / Path(name).name).resolve())
-        digests = file_digests(iso, rpm_paths)
         update, attributes = _update_xml_problems(work, contents.volume_id, contents.application_id, problems)
         key_file = public_key or iso.parent / attributes.get("key", "")
         if attributes.get("key") and key_file.is_file():
-            for signed in ("update.xml", "repodata/repomd.xml"):
-                _collect(problems, lambda s=signed: gpg.verify_detached(key_file, work / s, work / f"{s}.asc", work))
+            for signed in (work / "update.xml", work / "repodata" / "repomd.xml"):
+                asc = signed.with_name(signed.name + ".asc")
+                problems += _problems_of(functools.partial(gpg.verify_detached, key_file, signed, asc, work))
             rpms = [work / n for n in rpm_paths]
             # Signatures only: each file's sha256 is compared with the repodata below.
-            _collect(problems, lambda: gpg.check_rpm_signatures(key_file, rpms, work, digests=False))
+            signatures = pool.submit(
+                _problems_of, lambda: gpg.check_rpm_signatures(key_file, rpms, work, digests=False)
+            )
+            digests = file_digests(iso, rpm_paths)
+            problems += signatures.result()
             ok.append(f"signatures verified with {key_file.name}: update.xml, repomd.xml, {len(rpms)} RPMs")
         else:
             problems.append(f"public key {key_file} not found: cannot verify the signatures (use --key)")
+            digests = file_digests(iso, rpm_paths)
         package_files = {n: (sizes[n], digests[n]) for n in rpm_paths}
         _collect(problems, lambda: check_repodata(work, package_files=package_files))
         listed = read_repodata(work) if not problems else ()
         if listed:
             ok.append(f"repodata: {len(listed)} packages listed with matching sha256, gzip primary, groups")
         problems += _rpm_problems(work, attributes, kernel, ok)
-        iso_md5 = _md5(iso)
+        iso_md5 = md5_future.result()
         problems += _md5_problems(iso, iso_md5, work, ok)
         if update is not None:
             ok.append(
                 f"update.xml: {attributes.get('name-label')} {attributes.get('version')} {attributes.get('uuid')}"
             )
     finally:
+        pool.shutdown(wait=True)
         shutil.rmtree(work, ignore_errors=True)
     # Name files by their place on the ISO, not the scratch folder that no longer exists.
     problems = [p.replace(f"{work}/", f"{iso.name}:") for p in problems]
@@ -101,11 +113,16 @@ def _md5(path: Path) -> str:
         return hashlib.file_digest(f, "md5").hexdigest()
 
 
-def _collect(problems: list[str], check: object) -> None:
+def _problems_of(check: Callable[[], object]) -> list[str]:
     try:
-        check()  # type: ignore[operator]
+        check()
     except DriverpackError as exc:
-        problems.append(exc.message)
+        return [exc.message]
+    return []
+
+
+def _collect(problems: list[str], check: Callable[[], object]) -> None:
+    problems += _problems_of(check)
 
 
 def _independent_reader_problems(iso: Path, names: set[str], ok: list[str]) -> list[str]:
