@@ -76,6 +76,9 @@ def resolve_kernel(loaded: LoadedPack, root: Path, modules_root: Path = MODULES_
     """The target kernel from [target]; 'auto' means the one kernel build dir installed here."""
     target = loaded.pack.target
     release = target.kernel
+    if not loaded.pack.drivers and release == "auto" and not target.kernel_devel:
+        # A pack of prebuilt RPMs compiles nothing: its modules say which kernel they are for.
+        return KernelTarget(release="", build_dir=Path(), module_dir=target.module_dir)
     if target.kernel_devel:
         from driverpack.kerneldevel import kernel_devel_build_dir
 

@@ -75,7 +75,7 @@ class Run:
 
             timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
             self._ctx = make_context(self.loaded, self.root, self.jobs)
-            if not self._ctx.kernel.requires_kernel:
+            if self.loaded.pack.drivers and not self._ctx.kernel.requires_kernel:
                 say(
                     f"warning: kernel {self._ctx.kernel.release} is not usable as an rpm version, so the driver "
                     "RPMs get no 'Requires: kernel-uname-r' (fine for a test build, not for a Citrix Hypervisor pack)"
@@ -317,7 +317,7 @@ def _verify(ctx: Context, iso_path: Path, packages_dir: Path | None = None) -> V
     from driverpack.steps.verify import verify_iso
 
     report = timed(
-        "verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release, packages_dir=packages_dir)
+        "verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release or None, packages_dir=packages_dir)
     )
     for line in report.lines:
         say(f"    {line}")

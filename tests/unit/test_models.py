@@ -445,7 +445,10 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 def test_empty_drivers_list(tmp_path: Path) -> None:
     text = "drivers = []\n" + VALID.split("[[drivers]]")[0]
-    assert only_problem(tmp_path, text) == "pack.toml: drivers: a pack needs at least one [[drivers]] table (or [[rpms]] to carry)"
+    assert (
+        only_problem(tmp_path, text)
+        == "pack.toml: drivers: a pack needs at least one [[drivers]] table (or [[rpms]] to carry)"
+    )
 
 
 @pytest.mark.parametrize("has_label", [True, False], ids=["label", "no-label"])
@@ -453,7 +456,10 @@ def test_no_drivers_table(tmp_path: Path, has_label: bool) -> None:
     text = VALID.split("[[drivers]]")[0]
     if not has_label:
         text = edit(text, 'label = "demo"\n', "")
-    assert only_problem(tmp_path, text) == "pack.toml: drivers: a pack needs at least one [[drivers]] table (or [[rpms]] to carry)"
+    assert (
+        only_problem(tmp_path, text)
+        == "pack.toml: drivers: a pack needs at least one [[drivers]] table (or [[rpms]] to carry)"
+    )
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

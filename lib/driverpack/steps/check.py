@@ -49,7 +49,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
         problems.append(exc.message)
         hints.append(exc.hint)
         kernel = None
-    if kernel is not None and not (kernel.build_dir / "Makefile").is_file():
+    if kernel is not None and pack.drivers and not (kernel.build_dir / "Makefile").is_file():
         problems.append(
             f"{where}: target: kernel build dir {kernel.build_dir} for kernel {kernel.release} not found "
             "(it must hold the kernel's Kbuild Makefile)"

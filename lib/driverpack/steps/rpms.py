@@ -101,7 +101,12 @@ def build_rpms(ctx: Context, specs: SpecsResult, compiled: CompileResult, extra:
     for path in data:
         problems += check_data_rpm(read_rpm(path))
     for path in extra:
-        problems += check_common(read_rpm(path))
+        info = read_rpm(path)
+        carries_modules = any(f.path.startswith("/lib/modules/") for f in info.files)
+        if carries_modules and ctx.kernel.release:  # built elsewhere (Koji, COPR): still for the target kernel?
+            problems += check_kmod_rpm(info, ctx.kernel.release)
+        else:
+            problems += check_common(info)
     if problems:
         raise BuildError("\n".join(problems), hint="fix the spec or the pack; the RPMs above would fail on the host")
     return RpmsResult(
