@@ -93,7 +93,7 @@ class Run:
             ctx.work / "stamps" / f"{name}.stamp",
             self._digests[name],
             outputs,
-            lambda: timed(name, ctx.label, work),
+            lambda: timed(name, ctx.label, lambda: _logged(ctx.logs_dir / f"{name}.log", work)),
             lambda: say(f"--- {name} [{ctx.label}] up to date, skipped"),
         )
         self._results[name] = result
@@ -219,6 +219,13 @@ class Run:
             ),
         )
         return result
+
+
+def _logged(log: Path, work: Callable[[], T]) -> T:
+    from driverpack.run import logging_to
+
+    with logging_to(log):
+        return work()
 
 
 def _spec_paths(result: SpecsResult) -> list[Path]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess  # noqa: TID251 - this module is the one allowed user
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from driverpack.errors import ToolError
@@ -36,6 +38,20 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
 }
 
 _verbose = True
+_step_log = threading.local()  # the log of the step running on this thread, for calls that name none
+
+
+@contextlib.contextmanager
+def logging_to(log: Path) -> Iterator[None]:
+    """Append the output of every tool this thread runs (without a log of its own) to `log`."""
+    previous = getattr(_step_log, "path", None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    _step_log.path = log
+    try:
+        yield
+    finally:
+        _step_log.path = previous
 
 
 def set_verbose(verbose: bool) -> None:
@@ -82,6 +98,7 @@ def run(
     `stdout_to` streams standard output into that file instead of memory (large payloads).
     """
     args = [os.fspath(a) for a in argv]
+    log = log if log is not None else getattr(_step_log, "path", None)
     if _verbose and not quiet:
         print("+ " + " ".join(_quote(a) for a in args), file=sys.stderr, flush=True)
     full_env = base_env(source_date_epoch)
