@@ -7,16 +7,11 @@ tarball holds (one top directory, or files at its root), patches/ the case's pat
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
-import io
 import json
-import lzma
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
 import uuid
 from collections.abc import Mapping, Sequence
@@ -24,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import make_tarball
 
 from driverpack import pipeline
 from driverpack.context import installed_kernels
@@ -39,7 +35,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 DRIVERS = REPO / "tests" / "data" / "drivers"
 EXAMPLE_PACK = REPO / "packs" / "helloworld"
-TARBALL_MTIME = 1704067200  # 2024-01-01 00:00 UTC: the test tarballs are the same bytes every run
 CHANGELOG = '[{ date = "2024-01-01", author = "Example Corp <drivers@example.com>", text = "Test build" }]'
 HOST_PAYLOADS = ("gzip", "xz")  # what the host's rpm 4.11 can unpack
 
@@ -72,31 +67,6 @@ class Built:
 
 
 # making packs
-
-
-def make_tarball(source: Path, dest: Path) -> None:
-    """Archive source/'s contents (sorted, root-owned, fixed times) as dest, compressed by its suffix."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path in sorted(source.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = TARBALL_MTIME
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isreg():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
-    data = raw.getvalue()
-    if dest.name.endswith(".tar.gz"):
-        data = gzip.compress(data, mtime=0)
-    elif dest.name.endswith(".tar.bz2"):
-        data = bz2.compress(data)
-    elif dest.name.endswith(".tar.xz"):
-        data = lzma.compress(data)
-    dest.write_bytes(data)
 
 
 def make_pack(

@@ -8,38 +8,22 @@ missing-kernel case and the shipped helloworld pack (kernel "auto") look at inst
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from support import run_inv
 
 from driverpack.load import load_pack
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "check"
-INV = Path(sys.executable).parent / "inv"
 TARBALL = REPO / "packs" / "helloworld" / "helloworld-1.0.tar.gz"
 MAX_LINES = 25
 PACK_ERROR = 2
-
-
-def inv(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert INV.is_file(), f"{INV} is missing: install the project into the venv (pip install -e '.[test]')"
-    env = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
-    return subprocess.run(
-        [str(INV), "-r", str(REPO), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**env, "LC_ALL": "C", "NO_COLOR": "1"},
-        timeout=120,
-        check=False,
-    )
 
 
 def add_pack(root: Path, case: str, label: str | None = None) -> Path:
@@ -205,3 +189,7 @@ def test_new_refuses_a_bad_label(tmp_path: Path, label: str) -> None:
     stderr = assert_clean_failure(inv(tmp_path, "new", label))
     assert "is not a valid label" in stderr
     assert not (tmp_path / "packs").exists() or not any((tmp_path / "packs").iterdir())
+
+
+def inv(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_inv(cwd, *args, timeout=120)

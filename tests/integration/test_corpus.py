@@ -10,22 +10,16 @@ through driverpack.pipeline.iso; the tests then read the ISO back with the tools
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
 import json
-import lzma
-import os
 import re
-import subprocess
-import sys
-import tarfile
 import tomllib
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from support import make_tarball
+from support import run_inv as inv
 
 from driverpack import pipeline
 from driverpack.adapters.tarball import TarballLayout, inspect_tarball
@@ -40,10 +34,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "corpus"
-INV = Path(sys.executable).with_name("inv")
 LABEL = "corpus"
 PACK_VERSION = "1.0.0"
-TARBALL_MTIME = 1704067200  # 2024-01-01 00:00 UTC: the test tarballs are the same bytes every run
 CHANGELOG = '[{ date = "2024-01-01", author = "Example Corp <drivers@example.com>", text = "Corpus build" }]'
 
 
@@ -112,33 +104,6 @@ class Built:
 # making the pack
 
 
-def make_tarball(source: Path, dest: Path) -> None:
-    """Archive source/'s contents (sorted, root-owned, fixed times) as dest, compressed by its suffix."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path in sorted(source.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = TARBALL_MTIME
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isreg():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
-    data = raw.getvalue()
-    if dest.name.endswith(".tar.gz"):
-        data = gzip.compress(data, mtime=0)
-    elif dest.name.endswith(".tar.bz2"):
-        data = bz2.compress(data)
-    elif dest.name.endswith(".tar.xz"):
-        data = lzma.compress(data)
-    else:
-        raise AssertionError(f"{dest.name}: the corpus uses .tar.gz, .tar.bz2 and .tar.xz")
-    dest.write_bytes(data)
-
-
 def write_pack(folder: Path, label: str, cases: list[Case]) -> LoadedPack:
     """folder/pack.toml with one [[drivers]] per case, the tarballs and patches beside it."""
     folder.mkdir(parents=True)
@@ -179,20 +144,6 @@ def module_info(module: bytes) -> dict[str, str]:
     """The .modinfo strings of a module (name=value, NUL separated), as modinfo shows them."""
     found = re.findall(rb"(?:^|\0)([a-z_]+)=([^\0]*)", module)
     return {key.decode(): value.decode(errors="replace") for key, value in found}
-
-
-def inv(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert INV.is_file(), f"invoke's 'inv' not found next to {sys.executable}"
-    env = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
-    return subprocess.run(
-        [str(INV), "-r", str(REPO), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**env, "LC_ALL": "C", "NO_COLOR": "1"},
-        timeout=300,
-        check=False,
-    )
 
 
 # fixtures

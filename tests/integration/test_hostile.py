@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import TARBALL_MTIME
+from support import run_inv as inv
 
 from driverpack.context import installed_kernels
 from driverpack.run import run, which
@@ -37,8 +39,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "corpus"
-INV = Path(sys.executable).with_name("inv")
-TARBALL_MTIME = 1704067200  # 2024-01-01 00:00 UTC
+
 PACK_ERROR = 2
 MAX_OUTPUT_LINES = 25  # the whole output, step banners included
 MAX_ERROR_LINES = 6  # from the "error:" line to the end
@@ -199,20 +200,6 @@ def device(name: str, kind: bytes, major: int, minor: int) -> tarfile.TarInfo:
 
 
 # running the CLI and watching the disk
-
-
-def inv(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    assert INV.is_file(), f"invoke's 'inv' not found next to {sys.executable}"
-    base = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
-    return subprocess.run(
-        [str(INV), "-r", str(REPO), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**base, "LC_ALL": "C", "NO_COLOR": "1", **(env or {})},
-        timeout=300,
-        check=False,
-    )
 
 
 def tree(top: Path, skip: Callable[[Path], bool]) -> dict[str, str]:
