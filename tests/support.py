@@ -58,3 +58,18 @@ def make_tarball(source: Path, dest: Path) -> None:
     elif dest.name.endswith(".tar.xz"):
         data = lzma.compress(data)
     dest.write_bytes(data)
+
+
+def installed_kernel() -> str:
+    """The one installed kernel build dir, which `kernel = "auto"` targets; fails the test otherwise."""
+    import pytest
+
+    from driverpack.context import installed_kernels
+
+    found = installed_kernels()
+    if len(found) != 1:
+        pytest.fail(
+            f"these tests need exactly one kernel build dir /lib/modules/*/build, found {found or 'none'};"
+            " install the kernel headers (linux-headers-<flavour> or kernel-devel)"
+        )
+    return found[0]

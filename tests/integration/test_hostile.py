@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import TARBALL_MTIME
+from support import TARBALL_MTIME, installed_kernel
 from support import run_inv as inv
 
-from driverpack.context import installed_kernels
 from driverpack.run import run, which
 
 pytestmark = pytest.mark.slow
@@ -89,13 +88,7 @@ def sandbox(tmp_path: Path) -> Sandbox:
 
 @pytest.fixture(scope="module")
 def kernel() -> str:
-    found = installed_kernels()
-    if len(found) != 1:
-        pytest.fail(
-            f"these tests need exactly one kernel build dir /lib/modules/*/build, found {found or 'none'};"
-            " install the kernel headers (linux-headers-<flavour> or kernel-devel)"
-        )
-    return found[0]
+    return installed_kernel()
 
 
 # making packs and tarballs
