@@ -267,8 +267,14 @@ TASKS = {
 
 def run_task(loaded: LoadedPack, root: Path, task: str, jobs: int | None = None) -> list[Path]:
     """Run one task's steps for a pack; return every output file (for the quick no-op check)."""
+    from driverpack.uptodate import load_digest_cache, save_digest_cache
+
+    load_digest_cache(root / "build" / ".file-digests.json")
     run = Run(loaded, root, jobs)
-    TASKS[task](run)
+    try:
+        TASKS[task](run)
+    finally:
+        save_digest_cache()
     return run.outputs
 
 

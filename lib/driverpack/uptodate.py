@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import json
 import os
 import pickle
 from collections.abc import Callable, Iterable
@@ -51,18 +52,54 @@ class Digest:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for the life of the process."""
+    """sha256 of a file, remembered per (path, size, mtime, inode), across runs once a cache is loaded."""
     info = path.stat()
-    return _file_digest(str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+    key = f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}"
+    found = _cache.entries.get(key)
+    if found is None:
+        with path.open("rb") as f:
+            found = hashlib.file_digest(f, "sha256").hexdigest()
+        _cache.entries[key] = found
+        _cache.changed = True
+    return found
 
 
-@functools.cache
-def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class _DigestCache:
+    """Digests of large inputs (firmware, tarballs) so an unchanged 1 GiB file is not hashed on every run."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+        self.path: Path | None = None
+        self.changed = False
+
+
+_cache = _DigestCache()
+
+
+def load_digest_cache(path: Path) -> None:
+    _cache.path = path
+    try:
+        loaded = json.loads(path.read_text())
+        _cache.entries.update({k: v for k, v in loaded.items() if isinstance(v, str)})
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def save_digest_cache() -> None:
+    """Keep the entries whose files still look the same; written atomically."""
+    if _cache.path is None or not _cache.changed:
+        return
+    live = {}
+    for key, value in _cache.entries.items():
+        name, size, mtime, inode = key.split("\0")
+        try:
+            info = os.stat(name)
+        except OSError:
+            continue
+        if (str(info.st_size), str(info.st_mtime_ns), str(info.st_ino)) == (size, mtime, inode):
+            live[key] = value
+    write_bytes(_cache.path, json.dumps(live, sort_keys=True).encode())
+    _cache.changed = False
 
 
 @functools.cache
