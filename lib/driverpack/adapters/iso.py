@@ -131,9 +131,10 @@ def write_iso(
                     file_mode=stat.S_IFREG | entry.mode,
                 )
             with tmp.open("wb") as f:
+                # No fsync: the rename keeps a killed run from leaving a partial ISO under its final
+                # name, and the ISO is read back (md5, every file) right after; syncing 1 GiB to disk
+                # would cost more than the whole write.
                 iso.write_fp(f, blocksize=_BLOCK_SIZE, progress_cb=_progress_adapter(progress))
-                f.flush()
-                os.fsync(f.fileno())
         _check_unchanged(sizes)
         os.replace(tmp, out)
     except pycdlib.pycdlibexception.PyCdlibException as e:
