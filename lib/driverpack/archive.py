@@ -7,6 +7,7 @@ import stat
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from driverpack.atomic import atomic_path
 
@@ -22,20 +23,27 @@ def _normalized(info: tarfile.TarInfo, epoch: int) -> tarfile.TarInfo:
     return info
 
 
-def write_tar_gz(dest: Path, members: Iterable[tuple[str, Path]], epoch: int) -> None:
-    """Write dest (.tar.gz) from (name in archive, file or folder on disk); folders are added recursively."""
+def write_tarball(dest: Path, members: Iterable[tuple[str, Path]], epoch: int) -> None:
+    """Write dest (.tar.gz, or .tar uncompressed) from (name in archive, file or folder on disk).
+
+    Folders are added recursively; links and special files are left out (packs carry plain files).
+    """
     entries: dict[str, Path] = {}
     for name, source in members:
         entries[name] = source
         if source.is_dir():
             for path in source.rglob("*"):
                 entries[f"{name}/{path.relative_to(source).as_posix()}"] = path
-    with (
-        atomic_path(dest) as tmp,
-        tmp.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
-    ):
+    with atomic_path(dest) as tmp, tmp.open("wb") as raw:
+        if dest.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+                _write_tar(gz, entries, epoch)
+        else:
+            _write_tar(raw, entries, epoch)
+
+
+def _write_tar(out: gzip.GzipFile | IO[bytes], entries: dict[str, Path], epoch: int) -> None:
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name in sorted(entries):
             source = entries[name]
             info = _normalized(tar.gettarinfo(str(source), arcname=name), epoch)
@@ -44,4 +52,3 @@ def write_tar_gz(dest: Path, members: Iterable[tuple[str, Path]], epoch: int) ->
                     tar.addfile(info, f)
             elif info.isdir():
                 tar.addfile(info)
-            # links and special files are not archived: packs carry plain files

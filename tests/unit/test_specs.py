@@ -554,7 +554,7 @@ def test_data_spec_config_only_for_etc(root: Path, tmp_path: Path) -> None:
     assert "install -D -m 0644 'lib/firmware/demo/fw.bin' '%{buildroot}/lib/firmware/demo/fw.bin'\n" in install
     assert "install -D -m 0755 'lib/firmware/demo/load.sh' '%{buildroot}/lib/firmware/demo/load.sh'\n" in install
     assert "Name: demo-data\nVersion: 2.0\nRelease: 3\n" in spec
-    assert "Source0: demo-data-2.0.tar.gz\n" in spec
+    assert "Source0: demo-data-2.0.tar\n" in spec
     assert "%setup -q -n demo-data-2.0\n" in spec
     out = parsed(spec, tmp_path / "c")
     assert "\n%config(noreplace) /etc/modprobe.d/demo.conf\n" in out

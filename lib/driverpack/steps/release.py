@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from driverpack.archive import write_tar_gz
+from driverpack.archive import write_tarball
 from driverpack.atomic import atomic_path
 from driverpack.context import Context
 
@@ -44,14 +44,16 @@ def write_release_zip(
 ) -> ReleaseResult:
     """dist/<label>-<version>.zip: sorted members, fixed times and modes, written under a temporary name."""
     source_archive = ctx.work / f"{ctx.label}-source.tar.gz"
-    write_tar_gz(source_archive, source_members(ctx, specs, srpms), ctx.epoch)
+    write_tarball(source_archive, source_members(ctx, specs, srpms), ctx.epoch)
     entries = sorted([(iso.name, iso), (source_archive.name, source_archive), *((p.name, p) for p in md5_files)])
     stamp = dt.datetime.fromtimestamp(max(ctx.epoch, _ZIP_EPOCH_MIN), dt.UTC).timetuple()[:6]
     dest = ctx.dist / f"{ctx.label}-{ctx.loaded.pack.pack.version}.zip"
     with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w") as archive:
         for name, path in entries:
             info = zipfile.ZipInfo(name, date_time=stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            # The ISO (compressed RPMs) and the gzip source archive do not shrink: deflating them only costs time.
+            stored = name.endswith((".iso", ".gz"))
+            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
             info.external_attr = (0o100644 & 0xFFFF) << 16
             info.create_system = 3  # unix, so the mode above is honoured
             with path.open("rb") as src, archive.open(info, "w", force_zip64=True) as out:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from driverpack.adapters.rpmbuild import BuiltSpec, rpmbuild
 from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod_rpm, read_rpm
-from driverpack.archive import write_tar_gz
+from driverpack.archive import write_tarball
 from driverpack.context import Context
 from driverpack.errors import BuildError
 from driverpack.models import Driver
@@ -41,7 +41,7 @@ def prepare_sources(ctx: Context) -> None:
             _copy_if_changed(path, sources / path.name)
         if driver.data is not None:
             folder = ctx.loaded.folder / driver.data_folder()
-            write_tar_gz(sources / data_source_name(driver), [(driver.data_folder(), folder)], ctx.epoch)
+            write_tarball(sources / data_source_name(driver), [(driver.data_folder(), folder)], ctx.epoch)
 
 
 def _copy_if_changed(src: Path, dest: Path) -> None:

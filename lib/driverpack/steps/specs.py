@@ -162,7 +162,8 @@ def data_files(loaded: LoadedPack, driver: Driver, index: int) -> list[DataFile]
 
 
 def data_source_name(driver: Driver) -> str:
-    return f"{driver.data_folder()}.tar.gz"
+    # Uncompressed: the SRPM's payload compresses it, and firmware is slow to compress twice.
+    return f"{driver.data_folder()}.tar"
 
 
 def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
