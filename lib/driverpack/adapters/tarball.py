@@ -8,6 +8,7 @@ one line per problem naming the tarball and the member. Extraction writes each m
 from __future__ import annotations
 
 import contextlib
+import functools
 import lzma
 import os
 import re
@@ -71,7 +72,20 @@ class _LinkLoop(Exception):
 
 
 def inspect_tarball(path: Path) -> TarballLayout:
-    """Read a tarball's layout without writing anything to disk."""
+    """Read a tarball's layout without writing anything to disk (remembered while the file is unchanged)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return _inspect(path)
+    return _inspect_cached(path, info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect_cached(path: Path, size: int, mtime_ns: int) -> TarballLayout:
+    return _inspect(path)
+
+
+def _inspect(path: Path) -> TarballLayout:
     with _open(path) as tar:
         archive = _scan(path, tar)
         build_dir, build_file = _find_build_dir(path, tar, archive)

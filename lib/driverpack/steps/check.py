@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driverpack.adapters.rpminfo import check_common, read_rpm
+from driverpack.adapters.tarball import inspect_tarball
 from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack
@@ -64,6 +65,11 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             problems.append(
                 f"{where}: drivers[{i}].source: {source.name} is not a tarball (.tar.gz, .tar.bz2, .tar.xz)"
             )
+        elif not driver.spec:  # a hand-written spec may build without Kbuild: its tarball is its own business
+            try:
+                inspect_tarball(source)  # unsafe members, a broken archive, no Kbuild: found before anything runs
+            except PackError as exc:
+                problems += [f"{where}: drivers[{i}].source: {p}" for p in exc.problems]
         for j, patch in enumerate(driver.patches):
             if not loaded.resolve(patch).is_file():
                 problems.append(f"{where}: drivers[{i}].patches[{j}]: {loaded.resolve(patch)} not found")
