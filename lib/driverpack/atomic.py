@@ -13,10 +13,25 @@ def temp_name(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
 
 
+def remove_stale_temps(dest: Path) -> None:
+    """Remove temporary files a killed run left beside `dest` (their process is gone)."""
+    for path in dest.parent.glob(f".{dest.name}.tmp-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove(path)
+        except PermissionError:
+            pass  # someone else's live process
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; on success it replaces `dest`, on failure it is removed."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
     tmp = temp_name(dest)
     _remove(tmp)
     try:

@@ -28,6 +28,7 @@ import pycdlib.headervd
 import pycdlib.pycdlib
 import pycdlib.pycdlibexception
 
+from driverpack.atomic import remove_stale_temps, temp_name
 from driverpack.errors import BuildError
 
 SYSTEM_ID = "LINUX"
@@ -107,7 +108,8 @@ def write_iso(
     _check_epoch(epoch)
     dirs, names = _plan_names([PurePosixPath(e.path).parts for e in files])
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = temp_name(out)
+    remove_stale_temps(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _pinned_clock(epoch), _new_iso(label, application_id) as iso:
