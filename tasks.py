@@ -63,7 +63,7 @@ def _build(pack: str | None, debug: bool, name: str, jobs_text: str | None = Non
     folders = quick.pack_folders(pack, ROOT)
     if folders and all(quick.up_to_date(ROOT, folder, name) for folder in folders):
         for folder in folders:
-            print(f"--- {name} [{folder.name}] up to date: no input or output changed", file=sys.stderr)
+            print(f"--- {name} [{quick.label_of(folder)}] up to date: no input or output changed", file=sys.stderr)
         return
 
     def work() -> None:

@@ -132,6 +132,16 @@ def forget(root: Path, folder: Path) -> None:
         stamp.unlink(missing_ok=True)
 
 
+def label_of(folder: Path) -> str:
+    """The pack's label as the models would give it (for messages only)."""
+    try:
+        raw = tomllib.loads((folder / "pack.toml").read_text(encoding="utf-8"))
+        label = raw.get("pack", {}).get("label") or raw["drivers"][0]["name"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return folder.name
+    return str(label)
+
+
 def pack_folders(selector: str | None, root: Path) -> list[Path] | None:
     """The folders --pack names, found the way load.pack_folder does; None when unsure (the slow path decides)."""
     if selector is None:

@@ -131,6 +131,9 @@ def apply_patch(root: Path, patch: Path, where: str, log: Path) -> None:
 
 
 def _failed_hunk(output: str) -> str:
+    for line in output.splitlines():
+        if "dangerous file name" in line:  # GNU patch refusing a path that leaves the tree
+            return line.strip()
     current = ""
     for line in output.splitlines():
         if line.startswith("patching file "):
