@@ -401,7 +401,7 @@ HOSTILE_PATCHES: dict[str, tuple[str, tuple[str, ...]]] = {
     # case: (the patch, fragments of the error)
     "dotdot": (
         f"--- a/{UP}escaped.c\n+++ b/{UP}escaped.c\n@@ -0,0 +1 @@\n+escaped\n",
-        ("can't find file to patch",),
+        ("dangerous file name",),
     ),
     "symlink-then-through": (
         "diff --git a/up b/up\nnew file mode 120000\n--- /dev/null\n+++ b/up\n@@ -0,0 +1 @@\n"
