@@ -80,7 +80,7 @@ def raw_release(root: Path, specs: Path, kernel_build: Path, key_home: Path, fin
         (top / sub).mkdir(parents=True)
     pack = REPO / "packs" / "helloworld"
     shutil.copy(pack / "helloworld-1.0.tar.gz", top / "SOURCES")
-    sh(["tar", "-czf", top / "SOURCES" / "helloworld-data-1.0.tar.gz", "-C", pack, "helloworld-data-1.0"], work)
+    sh(["tar", "-cf", top / "SOURCES" / "helloworld-data-1.0.tar", "-C", pack, "helloworld-data-1.0"], work)
     # compile once with make, as the DDK guide has you check it builds
     src = work / "src"
     src.mkdir()
