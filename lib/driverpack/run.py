@@ -37,7 +37,7 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "dnf": ("dnf", "dnf"),
 }
 
-_verbose = True
+
 _step_log = threading.local()  # the log of the step running on this thread, for calls that name none
 
 
@@ -52,11 +52,6 @@ def logging_to(log: Path) -> Iterator[None]:
         yield
     finally:
         _step_log.path = previous
-
-
-def set_verbose(verbose: bool) -> None:
-    global _verbose
-    _verbose = verbose
 
 
 def tool_hint(tool: str) -> str:
@@ -99,7 +94,7 @@ def run(
     """
     args = [os.fspath(a) for a in argv]
     log = log if log is not None else getattr(_step_log, "path", None)
-    if _verbose and not quiet:
+    if not quiet:
         print("+ " + " ".join(_quote(a) for a in args), file=sys.stderr, flush=True)
     full_env = base_env(source_date_epoch)
     if env:

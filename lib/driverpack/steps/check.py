@@ -81,7 +81,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 "(lay out the files as they install: lib/firmware/..., etc/...)"
             )
     for i, extra in enumerate(pack.rpms):
-        found = _glob_rpms(loaded, extra.path)
+        found = extra_rpm_files(loaded, extra.path)
         if not found:
             problems.append(f"{where}: rpms[{i}].path: no RPM found at {loaded.resolve(extra.path)}")
         for path in found:
@@ -101,7 +101,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir)
 
 
-def _glob_rpms(loaded: LoadedPack, pattern: str) -> list[Path]:
+def extra_rpm_files(loaded: LoadedPack, pattern: str) -> list[Path]:
     """[[rpms]] path: a file, a folder of RPMs, or a glob."""
     path = loaded.resolve(pattern)
     if path.is_file():
@@ -110,9 +110,6 @@ def _glob_rpms(loaded: LoadedPack, pattern: str) -> list[Path]:
         return sorted(path.glob("*.rpm"))
     anchor = Path(path.anchor)
     return sorted(p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file())
-
-
-extra_rpm_files = _glob_rpms
 
 
 def _uniqueness_problems(loaded: LoadedPack, root: Path) -> list[str]:

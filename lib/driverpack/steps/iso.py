@@ -114,14 +114,12 @@ def stage_pack(ctx: Context, root: Path, payload: tuple[Path, ...]) -> tuple[Pat
         gpg.sign_rpms(key, sorted(packages.glob("*.rpm")), epoch=ctx.epoch)
         write_text(stage / "update.xml", packmeta.render_update_xml(meta))
         gpg.detach_sign(key, stage / "update.xml", epoch=ctx.epoch)
-        groups = render_groups_xml(ctx.label, [packmeta.update_package_name(meta)], description=info_text(ctx))
+        groups = render_groups_xml(
+            ctx.label, [packmeta.update_package_name(meta)], description=ctx.loaded.pack.pack.text
+        )
         repomd = write_repodata(stage, groups_xml=groups, epoch=ctx.epoch)
         gpg.detach_sign(key, repomd, epoch=ctx.epoch)
     return stage, public_key, is_test_key
-
-
-def info_text(ctx: Context) -> str:
-    return ctx.loaded.pack.pack.text
 
 
 def iso_entries(stage: Path) -> list[IsoEntry]:
