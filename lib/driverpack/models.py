@@ -156,6 +156,10 @@ class Driver(_Model):
         assert self.data is not None
         return self.data.folder or f"{self.name}-data-{self.data.version}"
 
+    def data_source(self) -> str:
+        """The data folder's tarball in SOURCES: a plain tar, since the SRPM's payload compresses it."""
+        return f"{self.data_folder()}.tar"
+
 
 class ExtraRpm(_Model):
     path: FilePath

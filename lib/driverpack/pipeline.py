@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from driverpack.steps.compile import CompileResult
     from driverpack.steps.iso import IsoResult
     from driverpack.steps.release import ReleaseResult
-    from driverpack.steps.rpms import RpmsResult
+    from driverpack.steps.rpms import RpmsResult, SpecBuild
     from driverpack.steps.specs import SpecsResult
     from driverpack.steps.verify import VerifyReport
     from driverpack.uptodate import Digest
@@ -157,7 +157,7 @@ class Run:
             "build-rpms",
             digest,
             lambda r: (*r.payload, *r.srpms),
-            lambda: build_rpms(ctx, specs_result, compiled, extra),
+            lambda: build_rpms(ctx, _spec_builds(specs_result, compiled), extra),
         )
         return result
 
@@ -170,7 +170,7 @@ class Run:
         for driver in self.ctx.loaded.pack.drivers:
             for patch in driver.patches:
                 digest.file(self.ctx.loaded.resolve(patch))
-        return self._step("srpms", digest, lambda r: r, lambda: build_srpms(self.ctx, specs_result))
+        return self._step("srpms", digest, lambda r: r, lambda: build_srpms(self.ctx, _spec_paths(specs_result)))
 
     def iso(self) -> IsoResult:
         from driverpack.steps.iso import signing_key_file, write_iso_md5, write_pack_iso
@@ -226,6 +226,18 @@ def _logged(log: Path, work: Callable[[], T]) -> T:
 
     with logging_to(log):
         return work()
+
+
+def _spec_builds(specs: SpecsResult, compiled: CompileResult) -> list[SpecBuild]:
+    from driverpack.steps.rpms import SpecBuild
+
+    prebuilt = {c.name: c.source_root for c in compiled.drivers}
+    builds = []
+    for item in specs.drivers:
+        builds.append(SpecBuild(item.kmod_spec, prebuilt.get(item.driver.name), is_kmod=True))
+        if item.data_spec is not None:
+            builds.append(SpecBuild(item.data_spec, None, is_kmod=False))
+    return builds
 
 
 def _spec_paths(result: SpecsResult) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,7 @@ from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod
 from driverpack.archive import write_tarball
 from driverpack.context import Context
 from driverpack.errors import BuildError
-from driverpack.models import Driver
 from driverpack.run import which
-from driverpack.steps.compile import CompileResult
-from driverpack.steps.specs import SpecsResult, data_source_name
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ def prepare_sources(ctx: Context) -> None:
             _copy_if_changed(path, sources / path.name)
         if driver.data is not None:
             folder = ctx.loaded.folder / driver.data_folder()
-            write_tarball(sources / data_source_name(driver), [(driver.data_folder(), folder)], ctx.epoch)
+            write_tarball(sources / driver.data_source(), [(driver.data_folder(), folder)], ctx.epoch)
 
 
 def _copy_if_changed(src: Path, dest: Path) -> None:
@@ -66,35 +64,34 @@ def _fresh_tree(ctx: Context, subdirs: tuple[str, ...]) -> None:
         (ctx.rpmbuild_dir / sub).mkdir(parents=True)
 
 
-def build_srpms(ctx: Context, specs: SpecsResult) -> tuple[Path, ...]:
+@dataclass(frozen=True)
+class SpecBuild:
+    """One spec to build: a kernel-module spec (maybe with modules already compiled) or a data spec."""
+
+    spec: Path
+    prebuilt: Path | None  # the compile step's tree, reused instead of compiling again
+    is_kmod: bool
+
+
+def build_srpms(ctx: Context, spec_files: Sequence[Path]) -> tuple[Path, ...]:
     """rpmbuild -bs every spec: the source RPMs that mock, Koji and COPR build from; nothing is compiled."""
     which("rpmbuild")
     _fresh_tree(ctx, ("SRPMS",))
     prepare_sources(ctx)
-    spec_files = [s for item in specs.drivers for s in (item.kmod_spec, item.data_spec) if s is not None]
     with ThreadPoolExecutor(max_workers=max(1, min(len(spec_files), ctx.jobs))) as pool:
         built = list(pool.map(lambda spec: build_spec(ctx, spec, None, "-bs"), spec_files))
     return tuple(r.srpm for r in built if r.srpm is not None)
 
 
-def build_rpms(ctx: Context, specs: SpecsResult, compiled: CompileResult, extra: tuple[Path, ...]) -> RpmsResult:
+def build_rpms(ctx: Context, builds: Sequence[SpecBuild], extra: tuple[Path, ...]) -> RpmsResult:
     """rpmbuild -ba every spec (in parallel), then check each RPM the way the host will need it."""
     which("rpmbuild")
     _fresh_tree(ctx, ("RPMS", "SRPMS", "BUILD", "BUILDROOT"))
     prepare_sources(ctx)
-    prebuilt = {c.name: c.source_root for c in compiled.drivers}
-    jobs: list[tuple[Driver, Path, Path | None, bool]] = []
-    for item in specs.drivers:
-        jobs.append((item.driver, item.kmod_spec, prebuilt.get(item.driver.name), True))
-        if item.data_spec is not None:
-            jobs.append((item.driver, item.data_spec, None, False))
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), ctx.jobs))) as pool:
-        futures = [pool.submit(build_spec, ctx, spec, pre) for _, spec, pre, _ in jobs]
-        built = [f.result() for f in futures]
-    kmod: list[Path] = []
-    data: list[Path] = []
-    for (_, _, _, is_kmod), result in zip(jobs, built, strict=True):
-        (kmod if is_kmod else data).extend(result.rpms)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(builds), ctx.jobs))) as pool:
+        built = list(pool.map(lambda b: build_spec(ctx, b.spec, b.prebuilt), builds))
+    kmod = [rpm for b, result in zip(builds, built, strict=True) if b.is_kmod for rpm in result.rpms]
+    data = [rpm for b, result in zip(builds, built, strict=True) if not b.is_kmod for rpm in result.rpms]
     problems: list[str] = []
     for path in kmod:
         problems += check_kmod_rpm(read_rpm(path), ctx.kernel.release, (ctx.kernel.module_dir,))

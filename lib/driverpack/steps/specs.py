@@ -161,11 +161,6 @@ def data_files(loaded: LoadedPack, driver: Driver, index: int) -> list[DataFile]
     return files
 
 
-def data_source_name(driver: Driver) -> str:
-    # Uncompressed: the SRPM's payload compresses it, and firmware is slow to compress twice.
-    return f"{driver.data_folder()}.tar"
-
-
 def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
     assert driver.data is not None
     loaded = ctx.loaded
@@ -181,7 +176,7 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
             summary=spectext.escape(data.summary or f"Firmware and configuration for {driver.name}"),
             license=spectext.escape(data.license or driver.license),
             vendor=spectext.escape(loaded.pack.pack.vendor),
-            source=data_source_name(driver),
+            source=driver.data_source(),
             folder=_checked_name(driver.data_folder(), "data folder", f"{loaded.file}: drivers[{index}].data"),
             description=description(
                 "", f"Userspace files (firmware, modprobe rules, configuration) for {driver.name}."
