@@ -244,8 +244,20 @@ def _spec_paths(result: SpecsResult) -> list[Path]:
     return [spec for d in result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None]
 
 
+def _bar(what: str, done: int, total: int) -> None:
+    """A progress bar on a terminal (rewritten in place); nothing otherwise."""
+    percent = 100 * done // total if total else 100
+    print(f"\r    {what} [{'#' * (percent // 4):<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
+    if done >= total:
+        print(file=sys.stderr)
+
+
 def _compile_progress(name: str, done: int, total: int) -> None:
-    say(f"    compiled {name} ({done}/{total})")
+    """Each finished driver: a bar on a terminal, a plain line otherwise."""
+    if sys.stderr.isatty():
+        _bar(f"compiling {done}/{total}", done, total)
+    else:
+        say(f"    compiled {name} ({done}/{total})")
 
 
 def _progress_printer(label: str) -> Callable[[int, int], None]:
@@ -256,10 +268,7 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         percent = 100 * done // total if total else 100
         if is_tty:
-            bar = "#" * (percent // 4)
-            print(f"\r    writing ISO [{bar:<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
-            if done >= total:
-                print(file=sys.stderr)
+            _bar("writing ISO", done, total)
         elif percent // 25 != last[0] // 25 or (done >= total and last[0] != 100):
             say(f"    writing ISO: {percent}%")
         last[0] = percent
