@@ -35,21 +35,26 @@ def run_inv(
     )
 
 
+def add_tree(tar: tarfile.TarFile, source: Path) -> None:
+    """Add source/'s contents to `tar`: sorted, root-owned, fixed times and modes."""
+    for path in sorted(source.rglob("*")):
+        info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = TARBALL_MTIME
+        info.mode = 0o755 if info.isdir() else 0o644
+        if info.isreg():
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+        else:
+            tar.addfile(info)
+
+
 def make_tarball(source: Path, dest: Path) -> None:
     """Archive source/'s contents (sorted, root-owned, fixed times) as dest, compressed by its suffix."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path in sorted(source.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = TARBALL_MTIME
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isreg():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
+        add_tree(tar, source)
     data = raw.getvalue()
     if dest.name.endswith(".tar.gz"):
         data = gzip.compress(data, mtime=0)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import TARBALL_MTIME, installed_kernel
+from support import TARBALL_MTIME, add_tree, installed_kernel
 from support import run_inv as inv
 
 from driverpack.run import run, which
@@ -142,20 +142,10 @@ def write_pack(folder: Path, text: str, tarballs: Mapping[str, bytes]) -> Path:
 
 def tar_bytes(source: Path | None, extra: Callable[[tarfile.TarFile], None] | None = None) -> bytes:
     """A .tar.gz of source/'s contents (sorted, root-owned, fixed times), then whatever `extra` adds."""
-    files = [(p, p.relative_to(source).as_posix()) for p in sorted(source.rglob("*"))] if source else []
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path, name in files:
-            info = tar.gettarinfo(str(path), arcname=name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = TARBALL_MTIME
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isreg():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
+        if source is not None:
+            add_tree(tar, source)
         if extra is not None:
             extra(tar)
     return gzip.compress(raw.getvalue(), mtime=0)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import support
 
 from driverpack import pipeline
 from driverpack.context import installed_kernels, kernel_devel_cache
@@ -209,13 +210,7 @@ def rpm_lines(path: Path, *options: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def installed_kernel() -> str:
-    found = installed_kernels()
-    if len(found) != 1:
-        pytest.fail(
-            f"these tests need exactly one kernel build dir {MODULES}/*/build, found {found or 'none'};"
-            " install the kernel headers (linux-headers-<flavour> or kernel-devel)"
-        )
-    return found[0]
+    return support.installed_kernel()
 
 
 @pytest.fixture(scope="module")

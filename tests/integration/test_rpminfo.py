@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import installed_kernel
 
 from driverpack.adapters.rpminfo import (
     RPM411_RPMLIB_FEATURES,
@@ -47,13 +48,7 @@ module_exit(hello_exit);
 
 @pytest.fixture(scope="session")
 def kernel_release() -> str:
-    releases = sorted(p.parent.name for p in Path("/lib/modules").glob("*/build") if p.is_dir())
-    if len(releases) != 1:
-        pytest.fail(
-            f"need exactly one kernel build dir /lib/modules/*/build, found {releases or 'none'};"
-            " install the kernel headers (linux-headers-<flavour> or kernel-devel)"
-        )
-    return releases[0]
+    return installed_kernel()
 
 
 @pytest.fixture(scope="session")
