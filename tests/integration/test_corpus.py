@@ -176,11 +176,12 @@ def test_corpus_covers_the_layouts(tmp_path: Path) -> None:
         make_tarball(case.folder / "source", tarball)
         layouts[case.case] = inspect_tarball(tarball)
     top = {name: layout.top_dir for name, layout in layouts.items()}
-    assert layouts["makefile-top"] == TarballLayout("ctop-1.0", "", "Makefile")
-    assert layouts["makefile-in-src"] == TarballLayout("csrc-1.0", "src", "Makefile")
-    assert layouts["kbuild-only"] == TarballLayout("ckbuild-1.0", "", "Kbuild")
+    place = {name: (layout.top_dir, layout.build_dir, layout.build_file) for name, layout in layouts.items()}
+    assert place["makefile-top"] == ("ctop-1.0", "", "Makefile")
+    assert place["makefile-in-src"] == ("csrc-1.0", "src", "Makefile")
+    assert place["kbuild-only"] == ("ckbuild-1.0", "", "Kbuild")
     assert not list((CASES["kbuild-only"].folder / "source").rglob("Makefile"))
-    assert layouts["multi-module"] == TarballLayout("cmulti-1.0", "", "Kbuild")
+    assert place["multi-module"] == ("cmulti-1.0", "", "Kbuild")
     multi = CASES["multi-module"].folder / "source" / "cmulti-1.0"
     assert {p.parent.name for p in multi.rglob("*/Kbuild")} == {"net", "storage"}  # one module in each
     assert top["other-top-dir"] == "Vendor_Driver-v2.3"
@@ -191,6 +192,8 @@ def test_corpus_covers_the_layouts(tmp_path: Path) -> None:
     assert suffixes == {".tar.gz", ".tar.bz2", ".tar.xz"}
     names = [case.name for case in CASES.values()]
     assert len(set(names)) == len(names)
+    for case in CASES.values():  # the module names read from the Kbuild files are the ones built
+        assert layouts[case.case].modules == tuple(sorted(m.removesuffix(".ko") for m in case.modules))
     modules = [module for case in CASES.values() for module in case.modules]
     assert len(set(modules)) == len(modules), "two drivers would install the same module file"
 

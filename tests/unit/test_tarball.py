@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from driverpack.adapters.tarball import TarballLayout, extract_tarball, inspect_tarball
+from driverpack.adapters.tarball import TarballLayout, extract_tarball, inspect_tarball, parse_kbuild
 from driverpack.errors import PackError
 
 MODULE_MAKEFILE = "obj-m += hello.o\n"
@@ -81,6 +81,11 @@ def _with_stream(member: tuple[tarfile.TarInfo, bytes]) -> tuple[tarfile.TarInfo
     return member[0], io.BytesIO(member[1])
 
 
+def place(layout: TarballLayout) -> tuple[str | None, str, str, tuple[str, ...]]:
+    """Where the build happens and which modules it makes."""
+    return layout.top_dir, layout.build_dir, layout.build_file, layout.modules
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under root with its type and size, to prove nothing was written."""
     found = {}
@@ -103,12 +108,12 @@ def test_top_dir_with_module_makefile(tmp_path: Path, name: str) -> None:
         ("foo-1.0/hello.c", "int x;\n"),
         name=name,
     )
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo-1.0", build_dir="", build_file="Makefile")
+    assert place(inspect_tarball(path)) == ("foo-1.0", "", "Makefile", ("hello",))
 
 
 def test_files_at_the_root_have_no_top_dir(tmp_path: Path) -> None:
     path = make_tarball(tmp_path, ("Makefile", MODULE_MAKEFILE), ("hello.c", ""))
-    assert inspect_tarball(path) == TarballLayout(top_dir=None, build_dir="", build_file="Makefile")
+    assert place(inspect_tarball(path)) == (None, "", "Makefile", ("hello",))
 
 
 def test_a_single_file_is_not_a_top_dir(tmp_path: Path) -> None:
@@ -118,22 +123,22 @@ def test_a_single_file_is_not_a_top_dir(tmp_path: Path) -> None:
 
 def test_makefile_in_src(tmp_path: Path) -> None:
     path = make_tarball(tmp_path, ("foo/README", "hi\n"), ("foo/src/Makefile", MODULE_MAKEFILE))
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo", build_dir="src", build_file="Makefile")
+    assert place(inspect_tarball(path)) == ("foo", "src", "Makefile", ("hello",))
 
 
 def test_kbuild_only(tmp_path: Path) -> None:
     path = make_tarball(tmp_path, ("foo/Kbuild", "obj-m := hello.o\n"), ("foo/hello.c", ""))
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo", build_dir="", build_file="Kbuild")
+    assert place(inspect_tarball(path)) == ("foo", "", "Kbuild", ("hello",))
 
 
 def test_kbuild_in_subdir_beats_a_recursing_top_makefile(tmp_path: Path) -> None:
     path = make_tarball(tmp_path, ("foo/Makefile", RECURSING_MAKEFILE), ("foo/src/Kbuild", "obj-m := hello.o\n"))
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo", build_dir="src", build_file="Kbuild")
+    assert place(inspect_tarball(path)) == ("foo", "src", "Kbuild", ("hello",))
 
 
 def test_module_makefile_in_subdir_beats_a_recursing_top_makefile(tmp_path: Path) -> None:
     path = make_tarball(tmp_path, ("foo/GNUmakefile", RECURSING_MAKEFILE), ("foo/src/Makefile", MODULE_MAKEFILE))
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo", build_dir="src", build_file="Makefile")
+    assert place(inspect_tarball(path)) == ("foo", "src", "Makefile", ("hello",))
 
 
 def test_kbuild_beats_makefile_in_the_same_dir(tmp_path: Path) -> None:
@@ -148,9 +153,9 @@ def test_several_module_folders_shallowest_then_alphabetical(tmp_path: Path) -> 
         ("foo/m/Makefile", "obj-$(CONFIG_M) += m.o\n"),
         ("foo/b/Makefile", "# obj-m is only in a comment\n"),
     ]
-    expected = TarballLayout(top_dir="foo", build_dir="m", build_file="Makefile")
-    assert inspect_tarball(make_tarball(tmp_path / "one", *members)) == expected
-    assert inspect_tarball(make_tarball(tmp_path / "two", *reversed(members))) == expected
+    expected = ("foo", "m", "Makefile", ("m",))
+    assert place(inspect_tarball(make_tarball(tmp_path / "one", *members))) == expected
+    assert place(inspect_tarball(make_tarball(tmp_path / "two", *reversed(members)))) == expected
 
 
 def test_dot_slash_prefixed_members(tmp_path: Path) -> None:
@@ -160,7 +165,7 @@ def test_dot_slash_prefixed_members(tmp_path: Path) -> None:
         entry("./foo-1.0/", tarfile.DIRTYPE),
         ("./foo-1.0/src/Makefile", MODULE_MAKEFILE),
     )
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo-1.0", build_dir="src", build_file="Makefile")
+    assert place(inspect_tarball(path)) == ("foo-1.0", "src", "Makefile", ("hello",))
 
 
 def test_pax_global_header_is_ignored(tmp_path: Path) -> None:
@@ -178,7 +183,7 @@ def test_symlinked_makefile_is_read_through_the_link(tmp_path: Path) -> None:
         ("foo/Makefile.linux", MODULE_MAKEFILE),
         entry("foo/Makefile", tarfile.SYMTYPE, "Makefile.linux"),
     )
-    assert inspect_tarball(path) == TarballLayout(top_dir="foo", build_dir="", build_file="Makefile")
+    assert place(inspect_tarball(path)) == ("foo", "", "Makefile", ("hello",))
 
 
 @pytest.mark.parametrize(
@@ -202,6 +207,52 @@ def test_inspection_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     before = snapshot(tmp_path)
     inspect_tarball(path)
     assert snapshot(tmp_path) == before
+
+
+# module names
+
+
+@pytest.mark.parametrize(
+    ("text", "modules", "subdirs"),
+    [
+        ("obj-m += hello.o\n", ("hello",), ()),
+        ("obj-m := a.o b.o\n", ("a", "b"), ()),
+        ("obj-$(CONFIG_IXGBE) += ixgbe.o\nixgbe-objs := ixgbe_main.o ixgbe_lib.o\n", ("ixgbe",), ()),
+        ("DRIVER_NAME := i40e\nobj-m += $(DRIVER_NAME).o\n", ("i40e",), ()),
+        ("DRV = ${NAME}\nNAME ?= bnxt_en\nobj-m += ${DRV}.o\n", ("bnxt_en",), ()),
+        ("obj-m += $(shell echo x).o\n", (), ()),
+        ("obj-m += net/ storage/\nobj-y += common/\n", (), ("net", "storage", "common")),
+        ("obj-y += builtin.o\n", (), ()),
+        ("# obj-m += commented.o\nobj-m += kept.o # trailing\n", ("kept",), ()),
+        ("obj-m += first.o \\\n    second.o\n", ("first", "second"), ()),
+        (
+            "ifneq ($(KERNELRELEASE),)\nobj-m := lpfc.o\nelse\nall:\n\t$(MAKE) -C $(KDIR) M=$(PWD)\nendif\n",
+            ("lpfc",),
+            (),
+        ),
+        ("obj-m += ../escape/\n", (), ()),
+    ],
+)
+def test_parse_kbuild(text: str, modules: tuple[str, ...], subdirs: tuple[str, ...]) -> None:
+    assert parse_kbuild(text) == (modules, subdirs)
+
+
+def test_modules_follow_obj_subfolders(tmp_path: Path) -> None:
+    path = make_tarball(
+        tmp_path,
+        ("cmulti-1.0/Kbuild", "obj-m += net/ storage/\n"),
+        ("cmulti-1.0/net/Kbuild", "obj-m := cmulti_net.o\n"),
+        ("cmulti-1.0/storage/Kbuild", "obj-m := cmulti_storage.o\n"),
+        ("cmulti-1.0/unused/Kbuild", "obj-m := unused.o\n"),
+    )
+    layout = inspect_tarball(path)
+    assert place(layout) == ("cmulti-1.0", "", "Kbuild", ("cmulti_net", "cmulti_storage"))
+    assert [(f.path, f.modules) for f in layout.folders] == [
+        ("", ()),
+        ("net", ("cmulti_net",)),
+        ("storage", ("cmulti_storage",)),
+        ("unused", ("unused",)),
+    ]
 
 
 # extraction

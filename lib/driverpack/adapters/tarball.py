@@ -40,6 +40,20 @@ _Parts = tuple[str, ...]
 
 
 @dataclass(frozen=True)
+class KbuildFolder:
+    """A folder whose Kbuild or Makefile has obj- lines, as read from the tarball."""
+
+    path: str
+    """Relative to the top directory (or the root): "" for the top itself."""
+    build_file: str
+    """The file that Kbuild reads there: "Kbuild", else the Makefile spelling that mentions obj-m."""
+    modules: tuple[str, ...]
+    """Module names its obj-m / obj-$(CONFIG_...) lines build ("foo" for foo.o), sorted."""
+    subdirs: tuple[str, ...]
+    """Folders its obj- lines descend into ("net" for net/), in order."""
+
+
+@dataclass(frozen=True)
 class TarballLayout:
     """Where the sources sit inside a tarball, for `%setup` and for `make M=`."""
 
@@ -49,6 +63,10 @@ class TarballLayout:
     """The Kbuild directory relative to top_dir (or the root): "" for the top itself."""
     build_file: str
     """The file found there: "Kbuild", else the Makefile spelling that mentions obj-m."""
+    modules: tuple[str, ...] = ()
+    """Module names a Kbuild run in build_dir builds, following its obj- subfolders; sorted."""
+    folders: tuple[KbuildFolder, ...] = ()
+    """Every folder with obj- lines, shallowest first: the candidates for build_dir."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +106,41 @@ def _inspect_cached(path: Path, size: int, mtime_ns: int) -> TarballLayout:
 def _inspect(path: Path) -> TarballLayout:
     with _open(path) as tar:
         archive = _scan(path, tar)
-        build_dir, build_file = _find_build_dir(path, tar, archive)
+        folders = _kbuild_folders(path, tar, archive)
+    if not folders:
+        raise PackError(
+            [
+                f"{path}: no Kbuild or Makefile with obj-m found; driverpack builds modules with Kbuild"
+                " (make -C <kernel build dir> M=<dir>)"
+            ]
+        )
+    chosen = folders[0]
     top = archive.top[0] if archive.top else None
-    return TarballLayout(top_dir=top, build_dir="/".join(build_dir), build_file=build_file)
+    return TarballLayout(
+        top_dir=top,
+        build_dir=chosen.path,
+        build_file=chosen.build_file,
+        modules=modules_built_from(chosen, folders),
+        folders=folders,
+    )
+
+
+def modules_built_from(start: KbuildFolder, folders: Sequence[KbuildFolder]) -> tuple[str, ...]:
+    """The module names a Kbuild run in `start` builds: its own and those of the obj- subfolders it enters."""
+    by_path = {folder.path: folder for folder in folders}
+    found: set[str] = set()
+    pending, seen = [start], set()
+    while pending:
+        folder = pending.pop()
+        if folder.path in seen:
+            continue
+        seen.add(folder.path)
+        found.update(folder.modules)
+        for sub in folder.subdirs:
+            child = by_path.get("/".join(p for p in (folder.path, sub) if p))
+            if child is not None:
+                pending.append(child)
+    return tuple(sorted(found))
 
 
 def extract_tarball(path: Path, dest: Path) -> Path:
@@ -307,30 +357,46 @@ def _raise_if(problems: list[str]) -> None:
 # the build directory
 
 
-def _find_build_dir(path: Path, tar: tarfile.TarFile, archive: _Archive) -> tuple[_Parts, str]:
-    """The shallowest directory with a Kbuild, or a Makefile that mentions obj-m (then by name)."""
+def _kbuild_folders(path: Path, tar: tarfile.TarFile, archive: _Archive) -> tuple[KbuildFolder, ...]:
+    """Each folder Kbuild could build in (a Kbuild, or a Makefile that mentions obj-m), shallowest first.
+
+    Kbuild reads <dir>/Kbuild when there is one, else <dir>/Makefile; every build file is read once,
+    in archive order (a compressed stream reads forwards cheaply).
+    """
     by_dir: dict[_Parts, dict[str, _Entry]] = {}
     for entry in archive.entries:
         if entry.parts[-1] in BUILD_FILE_NAMES and entry.kind != "directory":
             by_dir.setdefault(entry.parts[:-1], {})[entry.parts[-1]] = entry
     data = {entry.parts: entry.data for entry in archive.entries if entry.data is not None}
+    wanted: dict[_Parts, tarfile.TarInfo] = {}
+    for files in by_dir.values():
+        for entry in files.values():
+            member = _file_data(entry, data, archive.links)
+            if member is not None:
+                wanted[entry.parts] = member
+    texts = _read_texts(path, tar, wanted)
     top = archive.top
+    folders = []
     for folder in sorted(by_dir, key=lambda folder: (len(folder), folder)):
         for name in BUILD_FILE_NAMES:
-            found = by_dir[folder].get(name)
-            if found is None:
+            text = texts.get((*folder, name)) if name in by_dir[folder] else None
+            if text is None:
                 continue
-            if name == "Kbuild":
-                return folder[len(top) :], name
-            member = _file_data(found, data, archive.links)
-            if member is not None and _mentions_module(path, tar, member):
-                return folder[len(top) :], name
-    raise PackError(
-        [
-            f"{path}: no Kbuild or Makefile with obj-m found; driverpack builds modules with Kbuild"
-            " (make -C <kernel build dir> M=<dir>)"
-        ]
-    )
+            if name == "Kbuild" or _MODULE_LINE.search(_without_comments(text)):
+                modules, subdirs = parse_kbuild(text)
+                folders.append(KbuildFolder("/".join(folder[len(top) :]), name, modules, subdirs))
+                break
+    return tuple(folders)
+
+
+def _read_texts(path: Path, tar: tarfile.TarFile, members: Mapping[_Parts, tarfile.TarInfo]) -> dict[_Parts, str]:
+    texts: dict[_Parts, str] = {}
+    with _reading(path):
+        for parts, member in sorted(members.items(), key=lambda item: item[1].offset_data):
+            source = tar.extractfile(member)
+            raw = b"" if source is None else source.read(MAKEFILE_READ_CAP)
+            texts[parts] = raw.decode("utf-8", errors="replace")
+    return texts
 
 
 def _file_data(
@@ -345,12 +411,70 @@ def _file_data(
     return None if resolved is None else data.get(resolved)
 
 
-def _mentions_module(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bool:
-    with _reading(path):
-        source = tar.extractfile(member)
-        text = b"" if source is None else source.read(MAKEFILE_READ_CAP)
-    lines = text.decode("utf-8", errors="replace").splitlines()
-    return any(_MODULE_LINE.search(line.split("#", 1)[0]) for line in lines)
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+|override\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(\?=|:=|::=|\+=|=)\s*(.*)$")
+_OBJ_LINE = re.compile(r"^\s*obj-(m|y|\$\([A-Za-z0-9_]+\)|\$\{[A-Za-z0-9_]+\})\s*(?::=|\+=|=)\s*(.*)$")
+_REFERENCE = re.compile(r"\$[({]([A-Za-z_][A-Za-z0-9_.-]*)[)}]")
+
+
+def _without_comments(text: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
+def parse_kbuild(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(module names, subfolders) named by a Kbuild file's obj- lines.
+
+    Plain variables assigned in the same file are expanded ("obj-m += $(DRV).o" with "DRV := i40e");
+    a name that still holds a reference after that is left out. Conditionals are not evaluated:
+    every branch counts, which is what a reader of the file would list.
+    """
+    lines = _without_comments(text.replace("\\\n", " ")).splitlines()
+    variables: dict[str, str] = {}
+    for line in lines:
+        match = _ASSIGNMENT.match(line)
+        if match and not match.group(1).startswith("obj-"):
+            name, op, value = match.groups()
+            if op == "+=":
+                variables[name] = f"{variables.get(name, '')} {value}".strip()
+            elif op != "?=" or name not in variables:
+                variables[name] = value.strip()
+    modules: set[str] = set()
+    subdirs: list[str] = []
+    for line in lines:
+        match = _OBJ_LINE.match(line)
+        if not match:
+            continue
+        for word in _words(_expand(match.group(2), variables)):
+            if word.endswith("/") and "$" not in word:
+                sub = word.strip("/")
+                if sub and sub not in subdirs and ".." not in sub.split("/"):
+                    subdirs.append(sub)
+            elif word.endswith(".o") and "$" not in word and match.group(1) != "y":
+                modules.add(word.removesuffix(".o").rsplit("/", 1)[-1])
+    return tuple(sorted(modules)), tuple(subdirs)
+
+
+def _words(value: str) -> list[str]:
+    """Split on blanks outside $(...) and ${...}, as make does."""
+    words, current, depth = [], "", 0
+    for char in value:
+        if char in "({":
+            depth += 1
+        elif char in ")}":
+            depth = max(0, depth - 1)
+        if char.isspace() and depth == 0:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    return [*words, current] if current else words
+
+
+def _expand(value: str, variables: Mapping[str, str], depth: int = 0) -> str:
+    if depth > 8 or "$" not in value:
+        return value
+    expanded = _REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
+    return value if expanded == value else _expand(expanded, variables, depth + 1)
 
 
 # writing
