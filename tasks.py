@@ -15,7 +15,10 @@ from invoke import Collection, Exit, task
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
 ROOT = Path.cwd()
-BUILD_HELP = {"jobs": "parallel jobs for compiling and packaging (default: the number of cores)"}
+BUILD_HELP = {
+    "jobs": "parallel jobs for compiling and packaging (default: the number of cores)",
+    "wait": "when another run builds the same pack, wait at most this many seconds (default: until it ends)",
+}
 PACK_HELP = {
     "pack": "a label under packs/ or a path to a pack folder (default: every pack)",
     "debug": "show a traceback on errors",
@@ -52,27 +55,41 @@ def _each_pack(pack: str | None, debug: bool, step: Callable[..., Any]) -> None:
     _guarded(work, debug)
 
 
-def _build(pack: str | None, debug: bool, name: str, jobs_text: str | None = None) -> None:
+def _seconds(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise Exit(f"error: {option} {text}: give a number of seconds (0 or more)", code=2)
+    return value
+
+
+def _build(
+    pack: str | None, debug: bool, name: str, jobs_text: str | None = None, wait_text: str | None = None
+) -> None:
     """Run a build task on each pack; a rerun with nothing changed answers before loading the models."""
     from driverpack import quick
 
     if jobs_text is not None and not (str(jobs_text).isdigit() and int(jobs_text) > 0):
         raise Exit(f"error: --jobs {jobs_text}: give a positive number of jobs", code=2)
     jobs = int(jobs_text) if jobs_text else None
+    wait = _seconds(wait_text, "--wait")
 
     folders = quick.pack_folders(pack, ROOT)
-    if folders and all(quick.up_to_date(ROOT, folder, name) for folder in folders):
-        for folder in folders:
-            print(f"--- {name} [{quick.label_of(folder)}] up to date: no input or output changed", file=sys.stderr)
+    labels = [quick.up_to_date(ROOT, folder, name) for folder in folders or []]
+    if folders and all(labels):
+        for label in labels:
+            print(f"--- {name} [{label}] up to date: no input or output changed", file=sys.stderr)
         return
 
     def work() -> None:
         from driverpack import pipeline
 
         for loaded in pipeline.select_packs(pack, ROOT):
-            before = quick.inputs(loaded.folder, ROOT)
-            outputs = pipeline.run_task(loaded, ROOT, name, jobs=jobs)
-            quick.record(ROOT, loaded.folder, name, before, outputs)
+            pipeline.run_task(loaded, ROOT, name, jobs=jobs, wait=wait)
 
     _guarded(work, debug)
 
@@ -86,34 +103,34 @@ def check(c, pack=None, debug=False):
     print("check: ok")
 
 
-@task(help=PACK_HELP)
-def specs(c, pack=None, debug=False):
+@task(help={**PACK_HELP, "wait": BUILD_HELP["wait"]})
+def specs(c, pack=None, wait=None, debug=False):
     """Write the kernel-module and data spec files to build/<label>/SPECS/."""
-    _build(pack, debug, "specs")
+    _build(pack, debug, "specs", wait_text=wait)
 
 
 @task(help={**PACK_HELP, **BUILD_HELP})
-def compile(c, pack=None, jobs=None, debug=False):
+def compile(c, pack=None, jobs=None, wait=None, debug=False):
     """Unpack, patch and compile each driver against the target kernel; check every module's vermagic."""
-    _build(pack, debug, "compile", jobs)
+    _build(pack, debug, "compile", jobs, wait)
 
 
 @task(help={**PACK_HELP, **BUILD_HELP, "srpms-only": "write just the SRPMs (for mock, Koji, COPR); compile nothing"})
-def build_rpms(c, pack=None, srpms_only=False, jobs=None, debug=False):
+def build_rpms(c, pack=None, srpms_only=False, jobs=None, wait=None, debug=False):
     """Build the kernel-module, data and source RPMs under build/<label>/rpmbuild/ and check them."""
-    _build(pack, debug, "srpms" if srpms_only else "build-rpms", jobs)
+    _build(pack, debug, "srpms" if srpms_only else "build-rpms", jobs, wait)
 
 
 @task(help={**PACK_HELP, **BUILD_HELP})
-def iso(c, pack=None, jobs=None, debug=False):
+def iso(c, pack=None, jobs=None, wait=None, debug=False):
     """Write the signed supplemental pack dist/<label>.iso, its .md5 files and public key; verify it."""
-    _build(pack, debug, "iso", jobs)
+    _build(pack, debug, "iso", jobs, wait)
 
 
 @task(help={**PACK_HELP, **BUILD_HELP})
-def release_zip(c, pack=None, jobs=None, debug=False):
+def release_zip(c, pack=None, jobs=None, wait=None, debug=False):
     """Bundle dist/<label>-<version>.zip: the ISO, the GPL source archive and both .md5 files."""
-    _build(pack, debug, "release-zip", jobs)
+    _build(pack, debug, "release-zip", jobs, wait)
 
 
 @task(help={**PACK_HELP, "iso": "an ISO to check instead of dist/<label>.iso (needs --pack or one pack)"})
@@ -136,12 +153,21 @@ def new(c, label, debug=False):
     print(f"created {path.relative_to(ROOT)}; put the driver tarball beside it and run 'inv check --pack {label}'")
 
 
-@task(help=PACK_HELP)
-def clean(c, pack=None, debug=False):
+@task(help={**PACK_HELP, "wait": BUILD_HELP["wait"]})
+def clean(c, pack=None, wait=None, debug=False):
     """Remove build/<label>/ and the pack's files in dist/."""
     from driverpack import pipeline
 
-    _each_pack(pack, debug, pipeline.clean)
+    seconds = _seconds(wait, "--wait")
+    _each_pack(pack, debug, lambda loaded, root: pipeline.clean(loaded, root, seconds))
+
+
+@task(help=PACK_HELP)
+def status(c, pack=None, debug=False):
+    """For each pack and step: up to date, or which input changed and so what a build would redo."""
+    from driverpack import pipeline
+
+    _each_pack(pack, debug, pipeline.print_status)
 
 
 @task(help={"args": "extra pytest arguments, e.g. '-k specs -x'"})
@@ -156,4 +182,4 @@ def test(c, args=""):
     os.execv(sys.executable, argv)
 
 
-ns = Collection(check, specs, compile, build_rpms, iso, release_zip, verify, new, clean, test)
+ns = Collection(check, specs, compile, build_rpms, iso, release_zip, verify, status, new, clean, test)

@@ -40,3 +40,9 @@ class BuildError(DriverpackError):
     """A build step produced something wrong (compile failure, bad RPM, bad ISO)."""
 
     exit_code = 4
+
+
+class BusyError(DriverpackError):
+    """Another run holds the pack, and waiting for it was bounded."""
+
+    exit_code = 5

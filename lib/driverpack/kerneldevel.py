@@ -17,32 +17,39 @@ _DONE = ".driverpack-unpacked"
 
 
 def unpack_kernel_devel(rpm: Path, cache: Path) -> Path:
-    """Unpack `rpm` into cache/<digest>/ once (later calls reuse it); return that folder."""
+    """Unpack `rpm` into cache/<digest>/ once (later calls reuse it); return that folder.
+
+    Runs that need the same RPM at once (two packs, two terminals) unpack it one at a time: the
+    second finds it done.
+    """
+    from driverpack.locks import file_lock
+
     dest = cache / file_digest(rpm)[:20]
     if (dest / _DONE).is_file():
         return dest
-    which("rpm2cpio")
-    which("cpio")
-    tmp = cache / f".{dest.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "root").mkdir(parents=True)
-    try:
-        payload = tmp / "payload.cpio"
-        run(["rpm2cpio", str(rpm)], quiet=True, stdout_to=payload)
-        run(
-            ["cpio", "-idm", "--quiet", "--no-absolute-filenames", "-F", str(payload)],
-            cwd=tmp / "root",
-            quiet=True,
-        )
-        payload.unlink()
-        (tmp / _DONE).write_text(str(rpm) + "\n")
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (dest / _DONE).is_file():  # another build unpacked the same RPM meanwhile: use theirs
+    with file_lock(cache.parent / ".locks" / f"kernel-devel-{dest.name}.lock"):
+        if (dest / _DONE).is_file():
             return dest
-        raise
+        which("rpm2cpio")
+        which("cpio")
+        tmp = cache / f".{dest.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "root").mkdir(parents=True)
+        try:
+            payload = tmp / "payload.cpio"
+            run(["rpm2cpio", str(rpm)], quiet=True, stdout_to=payload)
+            run(
+                ["cpio", "-idm", "--quiet", "--no-absolute-filenames", "-F", str(payload)],
+                cwd=tmp / "root",
+                quiet=True,
+            )
+            payload.unlink()
+            (tmp / _DONE).write_text(str(rpm) + "\n")
+            shutil.rmtree(dest, ignore_errors=True)  # what a killed unpack left (the lock says none is running)
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return dest
 
 

@@ -175,6 +175,7 @@ class PackInfo(_Model):
     base_requires: str | None = None
     after_apply: tuple[AfterApply, ...] = ()
     signing_key: str | None = None
+    source_archive_data: bool = False  # also put the data SRPMs (firmware, configuration) in the source archive
 
     @model_validator(mode="after")
     def _base_requires_shape(self) -> PackInfo:

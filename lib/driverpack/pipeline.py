@@ -1,28 +1,50 @@
-"""The order of the steps lives here, and only here. Tasks call these; steps never call each other."""
+"""The order of the steps lives here, and only here. Tasks call these; steps never call each other.
+
+A step is made of units of work: one per driver where drivers are independent (its specs, its
+compile, its kernel-module RPM, its data RPM), one for the ISO, one for the zip. Each unit declares
+what it reads once (`driverpack.inputs`); from that declaration come its digest (is it up to date?),
+the reasons it reruns (`inv status`), and the record the quick no-op check reads next time. A unit
+whose inputs and outputs are unchanged is reused as it is; the others run, in parallel where they can.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
+import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from driverpack.context import Context, make_context
+from driverpack.context import MODULES_ROOT, Context, make_context
 from driverpack.errors import DriverpackError, PackError
-from driverpack.load import LoadedPack, find_pack_folders, load_pack, pack_folder
+from driverpack.inputs import Inputs, Stat
+from driverpack.load import PACK_FILE, PACKS_DIR, LoadedPack, find_pack_folders, load_pack, pack_folder
 
 if TYPE_CHECKING:
-    from driverpack.steps.compile import CompileResult
+    from driverpack.steps.compile import CompiledDriver, CompileResult
     from driverpack.steps.iso import IsoResult
     from driverpack.steps.release import ReleaseResult
-    from driverpack.steps.rpms import RpmsResult, SpecBuild
+    from driverpack.steps.rpms import BuiltRpms, RpmsResult
     from driverpack.steps.specs import SpecsResult
     from driverpack.steps.verify import VerifyReport
-    from driverpack.uptodate import Digest
+    from driverpack.uptodate import UnitState
 
 T = TypeVar("T")
+
+# Keys of [[drivers]] that do not reach the compiled modules: changing them repackages, never recompiles.
+_NOT_COMPILED = {"version", "release", "summary", "license", "description", "changelog", "data"}
+# Keys of [pack] that only the ISO and the zip read: changing them never rebuilds a driver's RPMs.
+_PACK_ONLY = {"label", "text", "uuid", "version", "build", "base_requires", "after_apply", "signing_key"}
+_PACK_ONLY |= {"source_archive_data"}
+# Units that belong to one driver: <kind>-<driver name>.
+_DRIVER_UNITS = ("specs", "compile", "kmod", "data", "srpms")
+_STEP_STAMPS = ("specs", "compile", "build-rpms", "srpms")
 
 
 def say(text: str) -> None:
@@ -56,192 +78,502 @@ def timed(name: str, label: str, fn: Callable[[], T]) -> T:
     return result
 
 
-class Run:
-    """One pack on its way through the steps; each step runs at most once and is skipped when up to date."""
+@dataclass(frozen=True)
+class Unit(Generic[T]):
+    """One unit of work: its stamp name, how the step lines name it, what it reads, what it writes, the work."""
 
-    def __init__(self, loaded: LoadedPack, root: Path, jobs: int | None = None) -> None:
+    name: str
+    shown: str
+    inputs: Inputs
+    outputs: Callable[[T], Iterable[Path]]
+    work: Callable[[int], T]  # takes its share of the jobs
+
+
+@dataclass(frozen=True)
+class UnitReport:
+    """`inv status` for one unit."""
+
+    step: str
+    unit: str
+    shown: str
+    fresh: bool
+    reasons: tuple[str, ...]
+
+
+class Run:
+    """One pack on its way through the steps; each step runs at most once, each unit only when it must."""
+
+    def __init__(
+        self,
+        loaded: LoadedPack,
+        root: Path,
+        jobs: int | None = None,
+        *,
+        dry: bool = False,
+        hold: Callable[[], object] | None = None,
+    ) -> None:
         self.loaded = loaded
+        self.hold = hold  # takes the pack's lock once the checks pass (a failing check writes nothing)
         self.root = root
         self.jobs = jobs
+        self.dry = dry  # judge every unit, run none (inv status)
         self._ctx: Context | None = None
-        self._digests: dict[str, str] = {}
         self._results: dict[str, object] = {}
+        self.digests: dict[str, str] = {}  # unit -> input digest
+        self.watched: dict[str, Stat | None] = {}  # every path read, as it was when declared
+        self.tools: dict[str, str] = {}
+        self.variables: dict[str, str] = {}
         self.outputs: list[Path] = []  # every file the steps produced or found up to date
+        self.reports: list[UnitReport] = []
+
+    # --- the context ---------------------------------------------------------------------------
 
     @property
     def ctx(self) -> Context:
         if self._ctx is None:
             from driverpack.steps.check import preflight
 
-            timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
+            if self.dry:
+                preflight(self.loaded, self.root)
+            else:
+                timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
+            if self.hold is not None:
+                self.hold()
             self._ctx = make_context(self.loaded, self.root, self.jobs)
-            if self.loaded.pack.drivers and not self._ctx.kernel.requires_kernel:
+            self._declare(self._context_inputs(self._ctx))
+            if self.loaded.pack.drivers and not self._ctx.kernel.requires_kernel and not self.dry:
                 say(
                     f"warning: kernel {self._ctx.kernel.release} is not usable as an rpm version, so the driver "
                     "RPMs get no 'Requires: kernel-uname-r' (fine for a test build, not for a Citrix Hypervisor pack)"
                 )
         return self._ctx
 
-    def _step(self, name: str, digest: Digest, outputs: Callable[[T], Iterable[Path]], work: Callable[[], T]) -> T:
-        if name in self._results:
-            return self._results[name]  # type: ignore[return-value]
-        from driverpack.uptodate import cached
+    def _context_inputs(self, ctx: Context) -> Inputs:
+        """What check and the context read: the pack file, the other packs, the tools, how the kernel was found."""
+        from driverpack.steps.check import REQUIRED_TOOLS
+
+        loaded = self.loaded
+        inputs = Inputs("context").file(PACK_FILE, loaded.folder / PACK_FILE).code().env("SOURCE_DATE_EPOCH")
+        for tool in REQUIRED_TOOLS:
+            inputs.tool(tool)
+        packs = self.root / PACKS_DIR
+        inputs.listing(PACKS_DIR, packs)
+        for folder in find_pack_folders(self.root):  # uuid and label must stay unique across them
+            inputs.file(f"{folder.name}/{PACK_FILE}", folder / PACK_FILE)
+        target = loaded.pack.target
+        if target.kernel_devel:
+            inputs.file("target.kernel_devel", loaded.resolve(target.kernel_devel))
+        elif target.kernel == "auto":
+            inputs.listing("installed kernels", MODULES_ROOT)
+        return inputs
+
+    def _declare(self, inputs: Inputs) -> None:
+        self.watched.update(inputs.watched())
+        self.tools.update(inputs.tools())
+        self.variables.update(inputs.variables())
+
+    # --- running units -------------------------------------------------------------------------
+
+    def _step(
+        self, step: str, units: Sequence[Unit[T]], progress: Callable[[str, int, int], None] | None = None
+    ) -> list[T]:
+        """Judge every unit of a step, reuse the fresh ones, run the rest; print the step lines."""
+        if step in self._results:
+            return self._results[step]  # type: ignore[return-value]
+        from driverpack.uptodate import unit_state
 
         ctx = self.ctx
-        self._digests[name] = digest.hexdigest()
-        result, _ = cached(
-            ctx.work / "stamps" / f"{name}.stamp",
-            self._digests[name],
-            outputs,
-            lambda: timed(name, ctx.label, lambda: _logged(ctx.logs_dir / f"{name}.log", work)),
-            lambda: say(f"--- {name} [{ctx.label}] up to date, skipped"),
-        )
-        self._results[name] = result
-        for path in outputs(result):
-            say(f"    {_shown(path, self.root)}")
-            self.outputs.append(path)
-        self.outputs.append(ctx.work / "stamps" / f"{name}.stamp")
-        return result
+        states = []
+        for unit in units:
+            self._declare(unit.inputs)  # stat before reading: a change meanwhile shows next time
+            state = unit_state(ctx.work / "stamps" / f"{unit.name}.stamp", unit.inputs)
+            self.digests[unit.name] = state.digest
+            states.append(state)
+            self.reports.append(UnitReport(step, unit.name, unit.shown, state.fresh, state.reasons))
+        results: dict[str, T] = {u.name: s.result for u, s in zip(units, states, strict=True) if s.fresh}
+        stale = [(u, s) for u, s in zip(units, states, strict=True) if not s.fresh]
+        if self.dry:
+            self._results[step] = [results.get(u.name) for u in units]
+            return self._results[step]  # type: ignore[return-value]
+        if not units:
+            pass
+        elif not stale:
+            say(f"--- {step} [{ctx.label}] up to date, skipped")
+        else:
+            say(f"==> {step} [{ctx.label}]")
+            start = time.monotonic()
+            reused = [u.shown for u in units if u.name in results]
+            if reused:
+                say(f"    reused {', '.join(reused)} (unchanged)")
+            results.update(self._run_units(stale, progress))
+            say(f"<== {step} [{ctx.label}] done in {time.monotonic() - start:.1f}s")
+        ordered = [results[u.name] for u in units]
+        for unit, result in zip(units, ordered, strict=True):
+            for path in unit.outputs(result):
+                say(f"    {_shown(path, self.root)}")
+                self.outputs.append(path)
+            self.outputs.append(ctx.work / "stamps" / f"{unit.name}.stamp")
+        self._results[step] = ordered
+        return ordered
+
+    def _run_units(
+        self, stale: list[tuple[Unit[T], UnitState]], progress: Callable[[str, int, int], None] | None
+    ) -> dict[str, T]:
+        """Run the stale units, several at once when there are jobs for them; the first failure is raised
+        once every started unit has ended (so each finished one keeps its stamp)."""
+        from driverpack.run import logging_to
+        from driverpack.uptodate import forget, record
+
+        ctx = self.ctx
+        workers = max(1, min(len(stale), ctx.jobs))
+        jobs_each = max(1, ctx.jobs // workers)
+
+        def one(unit: Unit[T], state: UnitState) -> T:
+            with logging_to(ctx.logs_dir / f"{unit.name}.log"):
+                for old in forget(state.stamp):  # what this unit wrote last time, e.g. an RPM of an old version
+                    if ctx.work in old.parents and old.is_file():
+                        old.unlink()
+                result = unit.work(jobs_each)
+            record(state, unit.outputs(result), result)
+            return result
+
+        results: dict[str, T] = {}
+        errors: list[BaseException] = []
+        if workers == 1:
+            for done, (unit, state) in enumerate(stale, start=1):
+                results[unit.name] = one(unit, state)
+                if progress is not None:
+                    progress(unit.shown, done, len(stale))
+            return results
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures: dict[Future[T], Unit[T]] = {pool.submit(one, u, s): u for u, s in stale}
+            for done, future in enumerate(as_completed(futures), start=1):
+                unit = futures[future]
+                try:
+                    results[unit.name] = future.result()
+                except BaseException as exc:
+                    errors.append(exc)
+                    continue
+                if progress is not None:
+                    progress(unit.shown, done, len(stale))
+        if errors:
+            raise errors[0]
+        return results
+
+    # --- the steps -----------------------------------------------------------------------------
 
     def specs(self) -> SpecsResult:
-        from driverpack.steps.specs import write_specs
-        from driverpack.uptodate import Digest, code_digest
+        from driverpack.steps.specs import SpecsResult, write_driver_specs, written
 
+        ctx = self.ctx
+        if not self.dry:
+            self._prune()
+        units = [
+            Unit(f"specs-{d.name}", d.name, self._specs_inputs(i), written, _call(write_driver_specs, ctx, i))
+            for i, d in enumerate(ctx.loaded.pack.drivers)
+        ]
+        return SpecsResult(tuple(self._step("specs", units)))
+
+    def _specs_inputs(self, index: int) -> Inputs:
         ctx = self.ctx
         pack = ctx.loaded.pack
-        digest = Digest("specs", code_digest(), pack.model_dump_json(), ctx.kernel.release, ctx.kernel.module_dir)
-        digest.text(str(ctx.kernel.build_dir)).text(str(ctx.epoch))
-        for driver in pack.drivers:
-            digest.file(ctx.loaded.resolve(driver.source))
-            if driver.spec:
-                digest.file(ctx.loaded.resolve(driver.spec))
-            if driver.data is not None:
-                digest.tree(ctx.loaded.folder / driver.data_folder())
-        result = self._step("specs", digest, _spec_paths, lambda: write_specs(ctx))
-        return result
+        driver = pack.drivers[index]
+        inputs = (
+            Inputs(f"specs-{driver.name}")
+            .code()
+            .value("its [[drivers]] keys", driver.model_dump_json())
+            .value("pack", pack.pack.model_dump_json(exclude=_PACK_ONLY))
+            .value("target", f"{pack.target.model_dump_json()} {ctx.kernel}")
+            .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
+            .value("pack folder name", ctx.loaded.folder.name)
+            .file("source", ctx.loaded.resolve(driver.source))
+        )
+        if driver.spec:
+            inputs.file("spec", ctx.loaded.resolve(driver.spec))
+        if driver.data is not None:
+            inputs.tree("data", ctx.loaded.folder / driver.data_folder())
+        return inputs
 
     def compile(self) -> CompileResult:
-        from driverpack.steps.compile import compile_modules
-        from driverpack.uptodate import Digest, code_digest, kernel_identity, tool_version
+        from driverpack.steps.compile import CompileResult, compilable, compile_driver
 
         ctx = self.ctx
-        # Only what the modules depend on: a data file or the pack text changing does not recompile.
-        digest = Digest("compile", code_digest(), kernel_identity(ctx.kernel.build_dir).hexdigest())
-        digest.text(ctx.kernel.release).text(tool_version("gcc")).text(tool_version("make"))
-        for driver in ctx.loaded.pack.drivers:
-            digest.text(driver.model_dump_json(include={"name", "source", "patches", "spec", "make_args"}))
-            digest.file(ctx.loaded.resolve(driver.source))
-            for patch in driver.patches:
-                digest.file(ctx.loaded.resolve(patch))
-        result = self._step(
-            "compile",
-            digest,
-            lambda r: [m for d in r.drivers for m in d.modules],
-            lambda: compile_modules(ctx, _compile_progress),
+        units = [
+            Unit(
+                f"compile-{d.name}",
+                d.name,
+                self._compile_inputs(i),
+                lambda r: r.modules,
+                functools.partial(compile_driver, ctx, d),
+            )
+            for i, d in enumerate(ctx.loaded.pack.drivers)
+            if compilable(d)
+        ]
+        return CompileResult(tuple(self._step("compile", units, _compile_progress)))
+
+    def _compile_inputs(self, index: int) -> Inputs:
+        from driverpack.uptodate import KERNEL_TREE_FILES
+
+        ctx = self.ctx
+        driver = ctx.loaded.pack.drivers[index]
+        inputs = (
+            Inputs(f"compile-{driver.name}")
+            .code()
+            .value("its [[drivers]] keys", driver.model_dump_json(exclude=_NOT_COMPILED))
+            .value("target kernel", f"{ctx.kernel.release} {ctx.kernel.build_dir}")
+            .tool("gcc")
+            .tool("make")
+            .tool("patch")
+            .file("source", ctx.loaded.resolve(driver.source))
         )
-        return result
+        for j, patch in enumerate(driver.patches):
+            inputs.file(f"patches[{j}]", ctx.loaded.resolve(patch))
+        for name in KERNEL_TREE_FILES:
+            inputs.file(f"kernel tree {name}", ctx.kernel.build_dir / name)
+        return inputs
 
     def build_rpms(self) -> RpmsResult:
-        from driverpack.steps.check import extra_rpm_files
-        from driverpack.steps.rpms import build_rpms
-        from driverpack.uptodate import Digest, tool_version
+        from driverpack.steps.rpms import RpmsResult, build_data_rpms, build_kmod_rpms, check_carried
 
-        specs_result = self.specs()
-        compiled = self.compile()
+        self.specs()
+        compiled = {c.name: c for c in self.compile().drivers if c is not None}
         ctx = self.ctx
-        extra = tuple(p for item in ctx.loaded.pack.rpms for p in extra_rpm_files(ctx.loaded, item.path))
-        digest = Digest("build-rpms", self._digests["specs"], self._digests["compile"], tool_version("rpmbuild"))
-        for path in extra:
-            digest.file(path)
-        result = self._step(
-            "build-rpms",
-            digest,
-            lambda r: (*r.payload, *r.srpms),
-            lambda: build_rpms(ctx, _spec_builds(specs_result, compiled), extra),
+        units: list[Unit[Any]] = []
+        for i, d in enumerate(ctx.loaded.pack.drivers):
+            prebuilt = compiled.get(d.name)
+            units.append(
+                Unit(
+                    f"kmod-{d.name}",
+                    d.name,
+                    self._kmod_inputs(i),
+                    _built_files,
+                    _call(build_kmod_rpms, ctx, d, self._kmod_spec(i), _tree(prebuilt)),
+                )
+            )
+            if d.data is not None:
+                spec = ctx.specs_dir / f"{d.data_name}.spec"
+                units.append(
+                    Unit(
+                        f"data-{d.name}",
+                        d.data_name,
+                        self._data_inputs(i),
+                        _built_files,
+                        _call(build_data_rpms, ctx, d, spec),
+                    )
+                )
+        extra = self._carried_files()
+        if extra:
+            units.append(
+                Unit(
+                    "carried",
+                    "[[rpms]]",
+                    self._carried_inputs(extra),
+                    lambda _: (),
+                    lambda _: check_carried(ctx, extra),
+                )
+            )
+        results = self._step("build-rpms", units)
+        built = dict(zip((u.name for u in units), results, strict=True))
+        kmod = [r for u, r in built.items() if u.startswith("kmod-") and r is not None]
+        data = [r for u, r in built.items() if u.startswith("data-") and r is not None]
+        return RpmsResult(
+            kmod_rpms=tuple(p for r in kmod for p in r.rpms),
+            data_rpms=tuple(p for r in data for p in r.rpms),
+            srpms=tuple(p for r in (*kmod, *data) for p in r.srpms),
+            extra_rpms=extra,
         )
-        return result
+
+    def _kmod_spec(self, index: int) -> Path:
+        driver = self.ctx.loaded.pack.drivers[index]
+        return self.ctx.loaded.resolve(driver.spec) if driver.spec else self.ctx.specs_dir / f"{driver.name}.spec"
+
+    def _kmod_inputs(self, index: int) -> Inputs:
+        ctx = self.ctx
+        driver = ctx.loaded.pack.drivers[index]
+        spec = self._kmod_spec(index)
+        inputs = (
+            Inputs(f"kmod-{driver.name}")
+            .code()
+            .file("spec" if driver.spec else f"SPECS/{spec.name}", spec)
+            .file("source", ctx.loaded.resolve(driver.source))
+            .value("kernel build dir", str(ctx.kernel.build_dir))
+            .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
+            .tool("rpmbuild")
+        )
+        for j, patch in enumerate(driver.patches):
+            inputs.file(f"patches[{j}]", ctx.loaded.resolve(patch))
+        compiled = self.digests.get(f"compile-{driver.name}")
+        if compiled is not None:
+            inputs.unit_digest(f"the compile of {driver.name}", compiled)
+        return inputs
+
+    def _data_inputs(self, index: int) -> Inputs:
+        ctx = self.ctx
+        driver = ctx.loaded.pack.drivers[index]
+        spec = ctx.specs_dir / f"{driver.data_name}.spec"
+        return (
+            Inputs(f"data-{driver.name}")
+            .code()
+            .file(f"SPECS/{spec.name}", spec)
+            .tree("data", ctx.loaded.folder / driver.data_folder())
+            .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
+            .tool("rpmbuild")
+        )
+
+    def _carried_files(self) -> tuple[Path, ...]:
+        from driverpack.steps.check import extra_rpm_files
+
+        loaded = self.ctx.loaded
+        return tuple(p for item in loaded.pack.rpms for p in extra_rpm_files(loaded, item.path))
+
+    def _carried_inputs(self, extra: tuple[Path, ...]) -> Inputs:
+        from driverpack.steps.check import extra_rpm_folder
+
+        ctx = self.ctx
+        inputs = Inputs("carried").code().value("target kernel", ctx.kernel.release)
+        for i, item in enumerate(ctx.loaded.pack.rpms):
+            inputs.value(f"rpms[{i}].path", item.path).listing(
+                f"rpms[{i}] folder", extra_rpm_folder(ctx.loaded, item.path)
+            )
+        for path in extra:
+            inputs.file(f"[[rpms]] {path.name}", path)
+        return inputs
 
     def srpms(self) -> tuple[Path, ...]:
-        from driverpack.steps.rpms import build_srpms
-        from driverpack.uptodate import Digest, tool_version
+        from driverpack.steps.rpms import build_driver_srpms
 
-        specs_result = self.specs()
-        digest = Digest("srpms", self._digests["specs"], tool_version("rpmbuild"))
-        for driver in self.ctx.loaded.pack.drivers:
-            for patch in driver.patches:
-                digest.file(self.ctx.loaded.resolve(patch))
-        return self._step("srpms", digest, lambda r: r, lambda: build_srpms(self.ctx, _spec_paths(specs_result)))
+        specs = self.specs()
+        ctx = self.ctx
+        units = []
+        for i, item in enumerate(specs.drivers):
+            d = ctx.loaded.pack.drivers[i]
+            files = tuple(s for s in (self._kmod_spec(i), item.data_spec) if s is not None)
+            inputs = Inputs(f"srpms-{d.name}").code().value("SOURCE_DATE_EPOCH", str(ctx.epoch)).tool("rpmbuild")
+            inputs.file("source", ctx.loaded.resolve(d.source))
+            for spec in files:
+                inputs.file(f"SPECS/{spec.name}", spec)
+            for j, patch in enumerate(d.patches):
+                inputs.file(f"patches[{j}]", ctx.loaded.resolve(patch))
+            if d.data is not None:
+                inputs.tree("data", ctx.loaded.folder / d.data_folder())
+            units.append(
+                Unit(f"srpms-{d.name}", d.name, inputs, _built_files, _call(build_driver_srpms, ctx, d, files))
+            )
+        return tuple(p for r in self._step("srpms", units) if r is not None for p in r.srpms)
 
     def iso(self) -> IsoResult:
-        from driverpack.steps.iso import signing_key_file, write_iso_md5, write_pack_iso
-        from driverpack.uptodate import Digest, tool_version
+        from driverpack.steps.iso import write_iso_md5, write_pack_iso
 
         rpms = self.build_rpms()
         ctx = self.ctx
-        key_file, _ = signing_key_file(ctx, self.root)
-        digest = Digest("iso", self._digests["build-rpms"], tool_version("gpg"), tool_version("rpmsign"))
-        digest.file(key_file)
+        key_file = self._signing_key()
+        inputs = (
+            Inputs("iso")
+            .code()
+            .value("pack", ctx.loaded.pack.pack.model_dump_json(exclude={"source_archive_data"}))
+            .value("label", ctx.label)
+            .value("target kernel", ctx.kernel.release)
+            .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
+            .file("signing key", key_file)
+            .tool("gpg")
+            .tool("rpmsign")
+            .tool("rpmbuild")
+        )
+        for unit, digest in self.digests.items():
+            if unit.startswith(("kmod-", "data-")) or unit == "carried":
+                inputs.unit_digest(unit, digest)
 
-        def work() -> IsoResult:
+        def work(_: int) -> IsoResult:
             result = write_pack_iso(ctx, self.root, rpms.payload, progress=_progress_printer(ctx.label))
             report = _verify(ctx, result.iso, packages_dir=result.packages)
             write_iso_md5(result, report.iso_md5)
             return result
 
-        result = self._step("iso", digest, lambda r: (r.iso, r.iso_md5, r.metadata_md5, r.public_key), work)
-        if result.test_key_warning and "warned" not in self._results:
+        (result,) = self._step(
+            "iso", [Unit("iso", ctx.label, inputs, lambda r: (r.iso, r.iso_md5, r.metadata_md5, r.public_key), work)]
+        )
+        if result is not None and result.test_key_warning and "warned" not in self._results and not self.dry:
             self._results["warned"] = True
             say(f"warning: {result.test_key_warning}")
         return result
 
+    def _signing_key(self) -> Path:
+        """The pack's key file, or the local test key (made once in keys/, one run at a time)."""
+        from driverpack.locks import file_lock, locks_dir
+        from driverpack.steps.iso import signing_key_file
+
+        if self.dry and not self.ctx.loaded.pack.pack.signing_key:
+            from driverpack.adapters.gpg import TEST_KEY_FILE
+
+            return self.root / "keys" / TEST_KEY_FILE  # status names it; only a build makes it
+        with file_lock(locks_dir(self.root) / "keys.lock"):
+            key_file, _ = signing_key_file(self.ctx, self.root)
+        return key_file
+
     def release_zip(self) -> ReleaseResult:
-        from driverpack.steps.release import source_members, write_release_zip
-        from driverpack.uptodate import Digest
+        from driverpack.steps.release import write_release_zip
 
         iso_result = self.iso()
-        specs_result = self.specs()
         rpms = self.build_rpms()
         ctx = self.ctx
-        specs = tuple(spec for d in specs_result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None)
-        digest = Digest("release-zip", self._digests["iso"])
-        for name, path in source_members(ctx, specs, rpms.srpms):  # pack.toml as written, comments too
-            digest.text(name)
-            if path.is_dir():
-                digest.tree(path)
-            else:
-                digest.file(path)
-        result = self._step(
-            "release-zip",
-            digest,
-            lambda r: (r.zip,),
-            lambda: write_release_zip(
-                ctx, iso_result.iso, (iso_result.iso_md5, iso_result.metadata_md5), specs, rpms.srpms
-            ),
+        with_data = ctx.loaded.pack.pack.source_archive_data
+        data_srpms = {
+            p for p in rpms.srpms if any(p.name.startswith(f"{d.data_name}-") for d in ctx.loaded.pack.drivers)
+        }
+        srpms = tuple(p for p in rpms.srpms if with_data or p not in data_srpms)
+        inputs = (
+            Inputs("release-zip")
+            .code()
+            .unit_digest("iso", self.digests["iso"])
+            .file(PACK_FILE, ctx.loaded.folder / PACK_FILE)  # as written, comments too
+            .value("pack.version", ctx.loaded.pack.pack.version)
+            .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
         )
+        for srpm in srpms:
+            inputs.file(f"SRPMS/{srpm.name}", srpm)
+
+        def work(_: int) -> ReleaseResult:
+            assert iso_result is not None
+            return write_release_zip(ctx, iso_result.iso, (iso_result.iso_md5, iso_result.metadata_md5), srpms)
+
+        (result,) = self._step("release-zip", [Unit("release-zip", ctx.label, inputs, lambda r: (r.zip,), work)])
         return result
 
+    # --- removed drivers -----------------------------------------------------------------------
 
-def _logged(log: Path, work: Callable[[], T]) -> T:
-    from driverpack.run import logging_to
+    def _prune(self) -> None:
+        """Remove what drivers no longer in the pack left under build/<label>/ (their stamps and outputs)."""
+        from driverpack.uptodate import forget
 
-    with logging_to(log):
-        return work()
+        ctx = self.ctx
+        names = {d.name for d in ctx.loaded.pack.drivers}
+        stamps = ctx.work / "stamps"
+        for stamp in sorted(stamps.glob("*.stamp")) if stamps.is_dir() else []:
+            if stamp.stem in _STEP_STAMPS:  # an older driverpack's stamp of a whole step: its units start anew
+                stamp.unlink()
+                continue
+            kind, _, name = stamp.stem.partition("-")
+            if kind not in _DRIVER_UNITS or name in names:
+                continue
+            for old in forget(stamp):
+                if ctx.work in old.parents and old.is_file():
+                    old.unlink()
+            for leftover in (ctx.work / "BUILD" / name, ctx.rpmbuild_dir / f"{kind}-{name}"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            (ctx.logs_dir / f"{kind}-{name}.log").unlink(missing_ok=True)
 
 
-def _spec_builds(specs: SpecsResult, compiled: CompileResult) -> list[SpecBuild]:
-    from driverpack.steps.rpms import SpecBuild
-
-    prebuilt = {c.name: c.source_root for c in compiled.drivers}
-    builds = []
-    for item in specs.drivers:
-        builds.append(SpecBuild(item.kmod_spec, prebuilt.get(item.driver.name), is_kmod=True))
-        if item.data_spec is not None:
-            builds.append(SpecBuild(item.data_spec, None, is_kmod=False))
-    return builds
+def _call(fn: Callable[..., T], *args: Any) -> Callable[[int], T]:
+    """Work that has no use for its share of the jobs."""
+    return lambda _jobs: fn(*args)
 
 
-def _spec_paths(result: SpecsResult) -> list[Path]:
-    return [spec for d in result.drivers for spec in (d.kmod_spec, d.data_spec) if spec is not None]
+def _tree(compiled: CompiledDriver | None) -> Path | None:
+    return None if compiled is None else compiled.source_root
+
+
+def _built_files(result: BuiltRpms) -> tuple[Path, ...]:
+    return result.files
 
 
 def _bar(what: str, done: int, total: int) -> None:
@@ -276,7 +608,7 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
     return report
 
 
-TASKS = {
+TASKS: dict[str, Callable[[Run], object]] = {
     "specs": Run.specs,
     "compile": Run.compile,
     "build-rpms": Run.build_rpms,
@@ -286,17 +618,21 @@ TASKS = {
 }
 
 
-def run_task(loaded: LoadedPack, root: Path, task: str, jobs: int | None = None) -> list[Path]:
-    """Run one task's steps for a pack; return every output file (for the quick no-op check)."""
+def run_task(loaded: LoadedPack, root: Path, task: str, jobs: int | None = None, wait: float | None = None) -> None:
+    """Run one task's steps for a pack, holding the pack's lock; then remember what it read and wrote, so an
+    unchanged rerun answers from the quick check."""
+    from driverpack import quick
+    from driverpack.locks import pack_lock
     from driverpack.uptodate import load_digest_cache, save_digest_cache
 
-    load_digest_cache(root / "build" / ".file-digests.json")
-    run = Run(loaded, root, jobs)
-    try:
-        TASKS[task](run)
-    finally:
-        save_digest_cache()
-    return run.outputs
+    with contextlib.ExitStack() as held:
+        load_digest_cache(root / "build" / ".file-digests.json")
+        run = Run(loaded, root, jobs, hold=lambda: held.enter_context(pack_lock(root, loaded.label, wait, say)))
+        try:
+            TASKS[task](run)
+        finally:
+            save_digest_cache()
+        quick.record(root, loaded.folder, task, loaded.label, run.watched, run.tools, run.variables, run.outputs)
 
 
 def check(loaded: LoadedPack, root: Path) -> Context:
@@ -341,6 +677,53 @@ def release_zip(loaded: LoadedPack, root: Path) -> ReleaseResult:
     return Run(loaded, root).release_zip()
 
 
+def status(loaded: LoadedPack, root: Path) -> list[UnitReport]:
+    """Every unit of a full release-zip, judged without running anything: up to date, or why it would run."""
+    from driverpack.uptodate import load_digest_cache
+
+    load_digest_cache(root / "build" / ".file-digests.json")
+    run = Run(loaded, root, dry=True)
+    run.release_zip()
+    return run.reports
+
+
+def _upstream(unit: str, units: Sequence[str]) -> list[str]:
+    """The units whose outputs `unit` reads as files (a change of their inputs may or may not change them)."""
+    kind, _, name = unit.partition("-")
+    if kind in ("kmod", "data", "srpms") and name:
+        return [f"specs-{name}"]
+    if unit == "iso":
+        return [u for u in units if u.startswith(("kmod-", "data-")) or u == "carried"]
+    if unit == "release-zip":
+        return ["iso", *(u for u in units if u.startswith(("kmod-", "data-")))]
+    return []
+
+
+def print_status(loaded: LoadedPack, root: Path) -> None:
+    """`inv status`: one line per step, what each unit would do and why."""
+    from driverpack import quick
+    from driverpack.load import display_path
+
+    reports = status(loaded, root)
+    names = [r.unit for r in reports]
+    maybe = {r.unit for r in reports if not r.fresh}
+    lines: dict[str, list[str]] = {}
+    for report in reports:
+        if not report.fresh:
+            text = f"would run: {'; '.join(report.reasons)}"
+        else:
+            after = [u for u in _upstream(report.unit, names) if u in maybe]
+            if after:
+                maybe.add(report.unit)
+            text = f"may run, after {', '.join(after)}" if after else "up to date"
+        shown = "" if report.unit == report.step else f"{report.shown}: "
+        lines.setdefault(report.step, []).append(shown + text)
+    print(f"{loaded.label} ({display_path(loaded.folder)})")
+    print(f"    quick check of release-zip: {quick.explain(root, loaded.folder, 'release-zip')}")
+    for step, parts in lines.items():
+        print(f"    {step:<12} " + f"\n    {'':<12} ".join(parts))
+
+
 def verify(loaded: LoadedPack, root: Path, iso_path: Path | None = None) -> None:
     """Check an ISO without building anything (the kernel comes from the pack's target)."""
     ctx = make_context(loaded, root)
@@ -358,25 +741,25 @@ def _verify(ctx: Context, iso_path: Path, packages_dir: Path | None = None) -> V
     return report
 
 
-def clean(loaded: LoadedPack, root: Path) -> None:
-    """Remove build/<label>/ and dist/<label>* outputs of one pack."""
-    import shutil
+def clean(loaded: LoadedPack, root: Path, wait: float | None = None) -> None:
+    """Remove build/<label>/ and dist/<label>* outputs of one pack (after any run building it has ended)."""
+    from driverpack import quick
+    from driverpack.locks import pack_lock
 
     work = root / "build" / loaded.label
     removed = []
-    if work.exists():
-        shutil.rmtree(work)
-        removed.append(work)
-    dist = root / "dist"
-    # Exactly this pack's deliverables (and their temporary names): not those of a pack named <label>-x.
-    mine = re.compile(rf"\.?{re.escape(loaded.label)}(\.iso|\.iso\.md5|\.metadata\.md5|-[^-/]+\.zip)(\.tmp-\d+)?")
-    if dist.is_dir():
-        for path in sorted(p for p in dist.iterdir() if mine.fullmatch(p.name)):
-            path.unlink()
-            removed.append(path)
-    from driverpack import quick
-
-    quick.forget(root, loaded.folder)
+    with pack_lock(root, loaded.label, wait, say):
+        if work.exists():
+            shutil.rmtree(work)
+            removed.append(work)
+        dist = root / "dist"
+        # Exactly this pack's deliverables (and their temporary names): not those of a pack named <label>-x.
+        mine = re.compile(rf"\.?{re.escape(loaded.label)}(\.iso|\.iso\.md5|\.metadata\.md5|-[^-/]+\.zip)(\.tmp-\d+)?")
+        if dist.is_dir():
+            for path in sorted(p for p in dist.iterdir() if mine.fullmatch(p.name)):
+                path.unlink()
+                removed.append(path)
+        quick.forget(root, loaded.folder)
     for path in removed:
         say(f"removed {_shown(path, root)}")
     if not removed:

@@ -1,9 +1,11 @@
-"""A no-op rerun in a few milliseconds: when no input file and no output file has changed since the
-same task last succeeded (by size and modification time), there is nothing to do.
+"""A no-op rerun in a few milliseconds, from the record of the last successful run of the same task.
 
-Only the standard library is imported here: the point is to answer before the models (pydantic)
-and the step modules are loaded. Anything that does not match falls through to the real pipeline,
-whose content digests decide what to redo.
+The record holds what that run actually read and wrote, as the pipeline declared it: every path with
+its size, modification time and inode (pack.toml, the sources, the kernel tree, driverpack's own
+code...), which file each tool resolved to, the environment variables read, and every output. When
+all of that is unchanged there is nothing to do. Nothing here knows the pack format: pack.toml is just
+one of the paths read. Only the standard library is imported, so the answer comes before pydantic and
+the steps are loaded; anything that differs falls through to the pipeline, whose digests decide.
 """
 
 from __future__ import annotations
@@ -12,134 +14,104 @@ import hashlib
 import json
 import os
 import shutil
-import sys
-import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-_TOOLS = ("rpmbuild", "rpmsign", "gpg", "make", "gcc", "patch", "rpm", "xorriso", "isoinfo")
-_KERNEL_FILES = ("Makefile", ".config", "Module.symvers", "include/generated/utsrelease.h")
-_VERSION = 1
+_VERSION = 2
 
 
-def _stat(path: Path) -> list[int] | None:
+def _stat(path: str) -> list[int] | None:
     try:
-        info = path.stat()
+        info = os.stat(path)
     except OSError:
         return None
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
-def _tree(folder: Path, into: dict[str, Any]) -> None:
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                into[str(path)] = _stat(path)
-    else:
-        into[str(folder)] = _stat(folder)
-
-
-def _dist_stamp(name: str) -> list[int] | None:
-    """A library's installed metadata, by size and time: an upgrade changes it (cheaper than importing it)."""
-    for site in sys.path:
-        if site and "-packages" in site:
-            for meta in Path(site).glob(f"{name}-*.dist-info"):
-                return _stat(meta / "RECORD")
-    return None
-
-
-def _pack_paths(folder: Path, raw: dict[str, Any]) -> list[Path]:
-    def resolve(value: object) -> Path | None:
-        if not isinstance(value, str) or not value:
-            return None
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else folder / path
-
-    values: list[object] = []
-    pack = raw.get("pack", {})
-    target = raw.get("target", {})
-    if isinstance(pack, dict):
-        values.append(pack.get("signing_key"))
-    if isinstance(target, dict):
-        values += [target.get("kernel_devel"), target.get("build_dir")]
-    for driver in raw.get("drivers", []) if isinstance(raw.get("drivers"), list) else []:
-        if isinstance(driver, dict):
-            values += [driver.get("source"), driver.get("spec"), *list(driver.get("patches", []) or [])]
-    for rpm in raw.get("rpms", []) if isinstance(raw.get("rpms"), list) else []:
-        if isinstance(rpm, dict):
-            values.append(rpm.get("path"))
-    return [p for p in (resolve(v) for v in values) if p is not None]
-
-
-def inputs(folder: Path, root: Path) -> dict[str, Any] | None:
-    """Size and mtime of everything a build reads; None when the pack file cannot be read quickly."""
-    try:
-        raw = tomllib.loads((folder / "pack.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    seen: dict[str, Any] = {}
-    _tree(folder, seen)
-    for path in _pack_paths(folder, raw):
-        _tree(path, seen)
-    _tree(Path(__file__).parent, seen)  # driverpack itself
-    _tree(root / "keys", seen)
-    for tool in _TOOLS:
-        found = shutil.which(tool)
-        seen[f"tool:{tool}"] = _stat(Path(found)) if found else None
-    for build in sorted(Path("/lib/modules").glob("*/build")):
-        for name in _KERNEL_FILES:
-            seen[str(build / name)] = _stat(build / name)
-    seen["env:SOURCE_DATE_EPOCH"] = os.environ.get("SOURCE_DATE_EPOCH", "")
-    for dist in ("pycdlib", "createrepo_c", "rpmfile", "jinja2", "pydantic", "invoke"):
-        seen[f"lib:{dist}"] = _dist_stamp(dist)
-    seen["python"] = sys.version
-    return seen
-
-
-def _stamp(root: Path, folder: Path, task: str) -> Path:
+def _record_path(root: Path, folder: Path, task: str) -> Path:
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
     return root / "build" / ".quick" / f"{key}-{task}.json"
 
 
-def up_to_date(root: Path, folder: Path, task: str) -> bool:
-    """True when `task` last succeeded with exactly these inputs and its outputs are untouched."""
-    stamp = _stamp(root, folder, task)
+def _load(root: Path, folder: Path, task: str) -> dict[str, Any] | None:
     try:
-        saved = json.loads(stamp.read_text())
+        saved = json.loads(_record_path(root, folder, task).read_text())
     except (OSError, ValueError):
-        return False
-    if saved.get("version") != _VERSION or saved.get("inputs") != inputs(folder, root):
-        return False
+        return None
+    return saved if isinstance(saved, dict) and saved.get("version") == _VERSION else None
+
+
+def first_change(saved: Mapping[str, Any]) -> str | None:
+    """What differs from the recorded run (None: nothing); for `inv status` and the quick answer."""
+    for path, stat in saved.get("watched", {}).items():
+        if _stat(path) != stat:
+            return f"{path} changed" if stat is not None else f"{path} appeared"
+    for tool, found in saved.get("tools", {}).items():
+        if (shutil.which(tool) or "") != found:
+            return f"tool {tool} is now {shutil.which(tool) or 'missing'}"
+    for variable, value in saved.get("env", {}).items():
+        if os.environ.get(variable, "") != value:
+            return f"${variable} changed"
     outputs = saved.get("outputs", {})
-    return bool(outputs) and all(_stat(Path(p)) == s for p, s in outputs.items())
+    if not outputs:
+        return "no outputs recorded"
+    for path, stat in outputs.items():
+        if _stat(path) != stat:
+            return f"output {path} was changed or removed"
+    return None
 
 
-def record(root: Path, folder: Path, task: str, before: dict[str, Any] | None, outputs: list[Path]) -> None:
-    """Remember a successful run, with the inputs as they were when it started."""
-    stamp = _stamp(root, folder, task)
-    if before is None or inputs(folder, root) != before:
-        stamp.unlink(missing_ok=True)  # an input changed while building: let the next run look closely
+def up_to_date(root: Path, folder: Path, task: str) -> str | None:
+    """The pack's label when `task` last succeeded with exactly these inputs and its outputs are untouched."""
+    saved = _load(root, folder, task)
+    if saved is None or first_change(saved) is not None:
+        return None
+    return str(saved.get("label", folder.name))
+
+
+def explain(root: Path, folder: Path, task: str) -> str:
+    """Whether `task` would answer from the quick check, and if not, the first reason."""
+    saved = _load(root, folder, task)
+    if saved is None:
+        return f"no successful '{task}' recorded yet"
+    change = first_change(saved)
+    return "nothing changed since it last succeeded" if change is None else change
+
+
+def record(
+    root: Path,
+    folder: Path,
+    task: str,
+    label: str,
+    watched: Mapping[str, tuple[int, int, int] | None],
+    tools: Mapping[str, str],
+    env: Mapping[str, str],
+    outputs: Iterable[Path],
+) -> None:
+    """Remember a successful run: what it read (as it was when read) and what it wrote (as it is now)."""
+    dest = _record_path(root, folder, task)
+    seen = {path: list(stat) if stat is not None else None for path, stat in watched.items()}
+    if any(_stat(path) != stat for path, stat in seen.items()):
+        dest.unlink(missing_ok=True)  # an input changed while building: let the next run look closely
         return
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    data = {"version": _VERSION, "inputs": before, "outputs": {str(p): _stat(p) for p in outputs}}
-    tmp = stamp.with_name(f".{stamp.name}.tmp-{os.getpid()}")
+    data = {
+        "version": _VERSION,
+        "label": label,
+        "watched": seen,
+        "tools": dict(tools),
+        "env": dict(env),
+        "outputs": {str(p): _stat(str(p)) for p in outputs},
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data))
-    os.replace(tmp, stamp)
+    os.replace(tmp, dest)
 
 
 def forget(root: Path, folder: Path) -> None:
-    for stamp in _stamp(root, folder, "x").parent.glob(_stamp(root, folder, "*").name):
+    for stamp in _record_path(root, folder, "x").parent.glob(_record_path(root, folder, "*").name):
         stamp.unlink(missing_ok=True)
-
-
-def label_of(folder: Path) -> str:
-    """The pack's label as the models would give it (for messages only)."""
-    try:
-        raw = tomllib.loads((folder / "pack.toml").read_text(encoding="utf-8"))
-        label = raw.get("pack", {}).get("label") or raw["drivers"][0]["name"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return folder.name
-    return str(label)
 
 
 def pack_folders(selector: str | None, root: Path) -> list[Path] | None:

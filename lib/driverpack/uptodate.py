@@ -1,4 +1,4 @@
-"""Up-to-date checks: a step records a digest of its inputs and is skipped when nothing changed."""
+"""Up-to-date checks: a unit records the digest of its declared inputs and is skipped when nothing changed."""
 
 from __future__ import annotations
 
@@ -8,47 +8,17 @@ import importlib.metadata
 import json
 import os
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from driverpack.atomic import write_bytes
+from driverpack.inputs import Inputs, digest_of
 from driverpack.run import run
 
 T = TypeVar("T")
-_STAMP_VERSION = 1
-
-
-class Digest:
-    """An incremental sha256 over labelled inputs."""
-
-    def __init__(self, *parts: str) -> None:
-        self._hash = hashlib.sha256()
-        for part in parts:
-            self.text(part)
-
-    def text(self, value: str) -> Digest:
-        data = value.encode()
-        self._hash.update(len(data).to_bytes(8, "big") + data)
-        return self
-
-    def file(self, path: Path) -> Digest:
-        self.text(f"file:{path}")
-        self.text(file_digest(path) if path.is_file() else "missing")
-        return self
-
-    def tree(self, folder: Path) -> Digest:
-        self.text(f"tree:{folder}")
-        if folder.is_dir():
-            for path in sorted(folder.rglob("*")):
-                self.text(path.relative_to(folder).as_posix())
-                if path.is_file():
-                    self.text(f"{path.stat().st_mode & 0o111:o}")
-                    self.text(file_digest(path))
-        return self
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+_STAMP_VERSION = 2
 
 
 def file_digest(path: Path) -> str:
@@ -86,35 +56,48 @@ def load_digest_cache(path: Path) -> None:
 
 
 def save_digest_cache() -> None:
-    """Keep the entries whose files still look the same; written atomically."""
+    """Merge this run's digests into the file, keeping entries whose files still look the same.
+
+    Concurrent runs (other packs, other terminals) save under a lock, each merging with what the
+    others saved, so none loses the others' entries; the file is replaced atomically.
+    """
+    from driverpack.locks import file_lock
+
     if _cache.path is None or not _cache.changed:
         return
-    live = {}
-    for key, value in _cache.entries.items():
-        name, size, mtime, inode = key.split("\0")
+    with file_lock(_cache.path.with_name(_cache.path.name + ".lock")):
+        merged = dict(_cache.entries)
         try:
-            info = os.stat(name)
-        except OSError:
-            continue
-        if (str(info.st_size), str(info.st_mtime_ns), str(info.st_ino)) == (size, mtime, inode):
-            live[key] = value
-    write_bytes(_cache.path, json.dumps(live, sort_keys=True).encode())
+            on_disk = json.loads(_cache.path.read_text())
+            merged.update({k: v for k, v in on_disk.items() if isinstance(v, str)})
+        except (OSError, ValueError, AttributeError):
+            pass
+        live = {}
+        for key, value in merged.items():
+            name, size, mtime, inode = key.split("\0")
+            try:
+                info = os.stat(name)
+            except OSError:
+                continue
+            if (str(info.st_size), str(info.st_mtime_ns), str(info.st_ino)) == (size, mtime, inode):
+                live[key] = value
+        write_bytes(_cache.path, json.dumps(live, sort_keys=True).encode())
     _cache.changed = False
 
 
 @functools.cache
 def code_digest() -> str:
-    """driverpack's own code and templates, and the versions of the libraries it writes with."""
-    digest = Digest()
+    """driverpack's own code, templates and data, and the versions of the libraries it writes with."""
+    digest = hashlib.sha256()
     package = Path(__file__).parent
     for path in sorted(package.rglob("*")):
-        if path.is_file() and path.suffix in {".py", ".j2"}:
-            digest.text(path.relative_to(package).as_posix()).text(file_digest(path))
-    for dist in ("pycdlib", "createrepo_c", "rpmfile", "jinja2"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"{path.relative_to(package).as_posix()}={file_digest(path)}\n".encode())
+    for dist in ("pycdlib", "createrepo_c", "rpmfile", "jinja2", "pydantic"):
         try:
-            digest.text(f"{dist}={importlib.metadata.version(dist)}")
+            digest.update(f"{dist}={importlib.metadata.version(dist)}\n".encode())
         except importlib.metadata.PackageNotFoundError:
-            digest.text(f"{dist}=none")
+            digest.update(f"{dist}=none\n".encode())
     return digest.hexdigest()
 
 
@@ -124,55 +107,107 @@ def tool_version(tool: str) -> str:
     return proc.stdout.decode(errors="replace").splitlines()[0] if proc.stdout else f"{tool}: unknown"
 
 
-def _fingerprint(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
+def _output_prints(paths: Iterable[Path]) -> list[tuple[str, int, int]] | None:
     prints = []
     for path in paths:
         try:
             info = path.stat()
         except FileNotFoundError:
-            return []
+            return None
         prints.append((str(path), info.st_size, info.st_mtime_ns))
     return prints
 
 
-def cached(
-    stamp: Path,
-    digest: str,
-    outputs: Callable[[T], Iterable[Path]],
-    work: Callable[[], T],
-    on_skip: Callable[[], None],
-) -> tuple[T, bool]:
-    """Run `work` unless the stamp has the same input digest and its outputs are untouched.
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a unit is up to date, and if not, why (for the step lines and `inv status`)."""
 
-    Returns (result, ran). The stamp is removed before work starts, so an interrupted step
-    is never mistaken for a finished one.
-    """
-    if stamp.is_file():
-        try:
-            saved = pickle.loads(stamp.read_bytes())
-            if (
-                saved["version"] == _STAMP_VERSION
-                and saved["digest"] == digest
-                and saved["outputs"]
-                and saved["outputs"] == _fingerprint(Path(p) for p, _, _ in saved["outputs"])
-            ):
-                on_skip()
-                return saved["result"], False
-        except Exception:
-            pass
-        stamp.unlink(missing_ok=True)
-    result = work()
-    prints = _fingerprint(outputs(result))
-    write_bytes(
-        stamp,
-        pickle.dumps({"version": _STAMP_VERSION, "digest": digest, "outputs": prints, "result": result}),
-    )
-    return result, True
+    fresh: bool
+    reasons: tuple[str, ...]
 
 
-def kernel_identity(build_dir: Path) -> Digest:
-    """What identifies the kernel build tree the modules are compiled against."""
-    digest = Digest(f"kernel-build-dir:{os.path.realpath(build_dir)}")
-    for name in ("include/generated/utsrelease.h", ".config", "Module.symvers", "Makefile"):
-        digest.file(build_dir / name)
-    return digest
+def read_stamp(stamp: Path) -> dict[str, Any] | None:
+    try:
+        saved = pickle.loads(stamp.read_bytes())
+    except Exception:  # a stamp from another version, truncated, or absent: the unit simply reruns
+        return None
+    return saved if isinstance(saved, dict) and saved.get("version") == _STAMP_VERSION else None
+
+
+def judge(saved: dict[str, Any] | None, now: dict[str, str], digest: str) -> Verdict:
+    """Compare a unit's stamp with its inputs' fingerprints now: which inputs changed, which outputs are gone."""
+    if saved is None:
+        return Verdict(False, ("not built yet",))
+    reasons: list[str] = []
+    if saved["digest"] != digest:
+        before: dict[str, str] = saved.get("fingerprints", {})
+        reasons += [f"{name} changed" for name in now if name in before and before[name] != now[name]]
+        reasons += [f"{name} is new" for name in now if name not in before]
+        reasons += [f"{name} is gone" for name in before if name not in now]
+        if not reasons:
+            reasons.append("driverpack's stamp format changed")
+    else:
+        for path, size, mtime in saved["outputs"]:
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                reasons.append(f"output {path} is missing")
+                continue
+            if (info.st_size, info.st_mtime_ns) != (size, mtime):
+                reasons.append(f"output {path} was changed")
+    return Verdict(not reasons, tuple(reasons))
+
+
+def forget(stamp: Path) -> list[Path]:
+    """Remove a unit's stamp; return the outputs it recorded (for the caller to remove)."""
+    saved = read_stamp(stamp)
+    stamp.unlink(missing_ok=True)
+    return [Path(path) for path, _, _ in saved["outputs"]] if saved else []
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """A unit's stamp judged against its declaration, before it runs (or is reused)."""
+
+    stamp: Path
+    fingerprints: dict[str, str]
+    digest: str
+    verdict: Verdict
+    result: Any  # the recorded result, when fresh
+
+    @property
+    def fresh(self) -> bool:
+        return self.verdict.fresh
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return self.verdict.reasons
+
+
+def unit_state(stamp: Path, inputs: Inputs) -> UnitState:
+    fingerprints = inputs.fingerprints()
+    digest = digest_of(inputs.unit, fingerprints)
+    saved = read_stamp(stamp)
+    verdict = judge(saved, fingerprints, digest)
+    result = saved["result"] if saved is not None and verdict.fresh else None
+    return UnitState(stamp, fingerprints, digest, verdict, result)
+
+
+def record(state: UnitState, outputs: Iterable[Path], result: object) -> None:
+    """Stamp a unit that just ran: its digest, each input's fingerprint, its outputs as they are now."""
+    prints = _output_prints(outputs)
+    if prints is None:  # an output is already gone: nothing to reuse next time
+        state.stamp.unlink(missing_ok=True)
+        return
+    saved = {
+        "version": _STAMP_VERSION,
+        "digest": state.digest,
+        "fingerprints": state.fingerprints,
+        "outputs": prints,
+        "result": result,
+    }
+    write_bytes(state.stamp, pickle.dumps(saved))
+
+
+KERNEL_TREE_FILES = ("include/generated/utsrelease.h", ".config", "Module.symvers", "Makefile")
+"""What identifies the kernel build tree modules are compiled against."""

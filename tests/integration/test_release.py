@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import rpmfile
 
 from driverpack import pipeline
 from driverpack.adapters import gpg
@@ -236,6 +237,14 @@ def update_text(iso: Path) -> str:
     return found[1].decode()
 
 
+def rpm_member(rpm: bytes, name: str) -> bytes:
+    """One file of an RPM's payload ("/lib/..." in a binary RPM, the bare name in an SRPM)."""
+    with rpmfile.open(fileobj=io.BytesIO(rpm)) as package:
+        member = package.extractfile("." + name if name.startswith("/") else name)
+        assert member is not None, name
+        return bytes(member.read())
+
+
 def source_archive(zip_path: Path) -> tarfile.TarFile:
     with zipfile.ZipFile(zip_path) as archive:
         data = archive.read("helloworld-source.tar.gz")
@@ -360,25 +369,14 @@ def test_zip_members_sorted_dated_and_0644(released: Released) -> None:
 
 
 def test_source_archive_holds_the_gpl_sources(released: Released) -> None:
+    """Each byte once: the driver's SRPM (tarball, patches, spec) and the pack file; the firmware is in the ISO
+    and not GPL source, so the data folder and its SRPM stay out (the pack does not ask for them)."""
     root = released.root
     top = "helloworld-source"
     files = {
         f"{top}/pack.toml": root.pack / "pack.toml",
-        f"{top}/{LABEL}/{TARBALL}": root.pack / TARBALL,
-        f"{top}/SPECS/helloworld.spec": root.work / "SPECS" / "helloworld.spec",
-        f"{top}/SPECS/helloworld-data.spec": root.work / "SPECS" / "helloworld-data.spec",
         f"{top}/SRPMS/{KMOD_SRPM}": root.work / "rpmbuild" / "SRPMS" / KMOD_SRPM,
-        f"{top}/SRPMS/{DATA_SRPM}": root.work / "rpmbuild" / "SRPMS" / DATA_SRPM,
     }
-    data = root.pack / DATA_FOLDER
-    folders = {f"{top}/{LABEL}/{DATA_FOLDER}"}
-    for path in data.rglob("*"):
-        name = f"{top}/{LABEL}/{DATA_FOLDER}/{path.relative_to(data).as_posix()}"
-        if path.is_dir():
-            folders.add(name)
-        else:
-            files[name] = path
-
     raw = (root.work / "helloworld-source.tar.gz").read_bytes()
     assert raw[4:8] == b"\0\0\0\0", "the gzip header carries a time"
     with source_archive(root.zip) as tar:
@@ -386,16 +384,14 @@ def test_source_archive_holds_the_gpl_sources(released: Released) -> None:
         names = [m.name for m in members]
         assert names == sorted(names)
         assert {m.name for m in members if m.isreg()} == set(files)
-        assert {m.name for m in members if m.isdir()} == folders
-        assert len(members) == len(files) + len(folders), names
+        assert {m.name for m in members if m.isdir()} == set()
         for member in members:
             assert (member.mtime, member.uid, member.gid) == (EPOCH, 0, 0), member.name
             assert (member.uname, member.gname) == ("root", "root"), member.name
-            assert member.mode == (0o755 if member.isdir() else 0o644), (member.name, oct(member.mode))
-            if member.isreg():
-                reader = tar.extractfile(member)
-                assert reader is not None
-                assert reader.read() == files[member.name].read_bytes(), member.name
+            assert member.mode == 0o644, (member.name, oct(member.mode))
+            reader = tar.extractfile(member)
+            assert reader is not None
+            assert reader.read() == files[member.name].read_bytes(), member.name
 
     listed = subprocess.run(
         [which("rpm"), "-qpl", str(files[f"{top}/SRPMS/{KMOD_SRPM}"])],
@@ -405,6 +401,21 @@ def test_source_archive_holds_the_gpl_sources(released: Released) -> None:
         check=True,
     ).stdout.split()
     assert sorted(listed) == [TARBALL, "helloworld.spec"]
+
+
+def test_source_archive_data_puts_the_data_srpm_in(tmp_path: Path, scratch: Path, keys: Path) -> None:
+    """source_archive_data = true: the data SRPM joins the driver's; the zip still holds each byte once."""
+    root = make_root(tmp_path, scratch, keys)
+    toml = root.pack / "pack.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace("[target]", "source_archive_data = true\n\n[target]", 1))
+    root.inv().ok()
+    with source_archive(root.zip) as tar:
+        names = sorted(m.name for m in tar.getmembers())
+    assert names == [
+        "helloworld-source/SRPMS/" + KMOD_SRPM,
+        "helloworld-source/SRPMS/" + DATA_SRPM,
+        "helloworld-source/pack.toml",
+    ]
 
 
 def test_md5_files_check_after_unzip(released: Released, tmp_path: Path) -> None:
@@ -479,14 +490,20 @@ def rebuild_after(root: Root, change: Callable[[], object]) -> Result:
     return root.inv().ok()
 
 
-def test_changed_firmware_byte_rebuilds_all_but_compile(edited: Root) -> None:
+def test_changed_firmware_byte_rebuilds_the_data_rpm_only(edited: Root) -> None:
+    """The data RPM is rebuilt; the driver's module and kernel-module RPM are reused as they are."""
     before = edited.iso.read_bytes()
+    kmod_rpm = edited.work / "rpmbuild" / "RPMS" / "x86_64" / "helloworld-1.0-1.x86_64.rpm"
+    kmod_before = kmod_rpm.read_bytes()
     firmware: list[bytes] = []
     result = rebuild_after(edited, lambda: firmware.append(flip_firmware_byte(edited)))
     assert result.ran == {"check", "specs", "build-rpms", "iso", "verify", "release-zip"}, result.stderr
     assert result.skipped == {"compile"}, result.stderr
+    assert "    reused helloworld (unchanged)" in result.stderr.splitlines(), result.stderr
+    assert kmod_rpm.read_bytes() == kmod_before
     assert edited.iso.read_bytes() != before
-    assert archived_file(edited.zip, f"{LABEL}/{FIRMWARE}") == firmware[0]
+    data_rpm = edited.work / "rpmbuild" / "RPMS" / "noarch" / "helloworld-data-1.0-1.noarch.rpm"
+    assert rpm_member(data_rpm.read_bytes(), "/lib/firmware/helloworld/helloworld.bin") == firmware[0]
     code, output = md5sum_check(edited.dist, ISO_MD5)
     assert code == 0, output
 
@@ -499,14 +516,14 @@ def test_changed_driver_source_recompiles(edited: Root) -> None:
     assert result.skipped == set(), result.stderr
     (module,) = (edited.work / "BUILD").rglob("helloworld.ko")
     assert marker in module.read_bytes()
-    assert archived_file(edited.zip, f"{LABEL}/{TARBALL}") == tarball[0]
+    assert rpm_member(archived_file(edited.zip, f"SRPMS/{KMOD_SRPM}"), TARBALL) == tarball[0]
 
 
-def test_changed_pack_text_rebuilds_the_iso_not_the_modules(edited: Root) -> None:
+def test_changed_pack_text_rebuilds_the_iso_not_the_driver_rpms(edited: Root) -> None:
     text = f"Hello world example driver, edited {time.time_ns()}"
     result = rebuild_after(edited, lambda: set_text(edited, text))
-    assert result.ran == {"check", "specs", "build-rpms", "iso", "verify", "release-zip"}, result.stderr
-    assert result.skipped == {"compile"}, result.stderr
+    assert result.ran == {"check", "iso", "verify", "release-zip"}, result.stderr
+    assert result.skipped == {"specs", "compile", "build-rpms"}, result.stderr
     assert update_text(edited.iso) == text
     with zipfile.ZipFile(edited.zip) as archive:
         assert archive.read(ISO_NAME) == edited.iso.read_bytes()

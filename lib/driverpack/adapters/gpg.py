@@ -194,6 +194,8 @@ def export_public_key(key: SigningKey, dest: Path) -> None:
     )
     if b"PUBLIC KEY BLOCK" not in proc.stdout:
         raise ToolError(f"gpg exported no public key for {key.fingerprint} from {key.homedir}")
+    if dest.is_file() and dest.read_bytes() == proc.stdout:
+        return  # packs signed with the same key share the file: rewriting it would make the others rebuild
     _write_atomic(dest, proc.stdout)
 
 

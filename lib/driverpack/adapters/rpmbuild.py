@@ -35,10 +35,20 @@ def has_rpm_database() -> bool:
     return run(["rpm", "-q", "--quiet", "rpm"], check=False, quiet=True).returncode == 0
 
 
-def rpmbuild_argv(spec: Path, topdir: Path, *, what: str, defines: Mapping[str, str]) -> list[str]:
+def rpmbuild_argv(
+    spec: Path,
+    topdir: Path,
+    *,
+    what: str,
+    defines: Mapping[str, str],
+    rpmdir: Path | None = None,
+    srcrpmdir: Path | None = None,
+) -> list[str]:
     settings = {
         "_topdir": str(topdir),
         "_sourcedir": str(topdir / "SOURCES"),
+        "_rpmdir": str(rpmdir or topdir / "RPMS"),
+        "_srcrpmdir": str(srcrpmdir or topdir / "SRPMS"),
         "_buildhost": BUILDHOST,
         "use_source_date_epoch_as_buildtime": "1",
         "clamp_mtime_to_source_date_epoch": "1",
@@ -57,13 +67,24 @@ def rpmbuild_argv(spec: Path, topdir: Path, *, what: str, defines: Mapping[str, 
 
 
 def rpmbuild(
-    spec: Path, topdir: Path, *, epoch: int, log: Path, what: str = "-ba", defines: Mapping[str, str] | None = None
+    spec: Path,
+    topdir: Path,
+    *,
+    epoch: int,
+    log: Path,
+    what: str = "-ba",
+    defines: Mapping[str, str] | None = None,
+    rpmdir: Path | None = None,
+    srcrpmdir: Path | None = None,
 ) -> BuiltSpec:
     """Build `spec`; return the RPMs rpmbuild reports it wrote."""
-    for sub in ("SOURCES", "BUILD", "BUILDROOT", "RPMS", "SRPMS"):
+    for sub in ("SOURCES", "BUILD", "BUILDROOT"):
         (topdir / sub).mkdir(parents=True, exist_ok=True)
+    for folder in (rpmdir or topdir / "RPMS", srcrpmdir or topdir / "SRPMS"):
+        folder.mkdir(parents=True, exist_ok=True)
+    argv = rpmbuild_argv(spec, topdir, what=what, defines=defines or {}, rpmdir=rpmdir, srcrpmdir=srcrpmdir)
     try:
-        proc = run(rpmbuild_argv(spec, topdir, what=what, defines=defines or {}), log=log, source_date_epoch=epoch)
+        proc = run(argv, log=log, source_date_epoch=epoch)
     except ToolError as exc:
         raise BuildError(f"rpmbuild of {spec.name} failed", hint=exc.message) from None
     written = [

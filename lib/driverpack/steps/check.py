@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,18 @@ def extra_rpm_files(loaded: LoadedPack, pattern: str) -> list[Path]:
         return sorted(path.glob("*.rpm"))
     anchor = Path(path.anchor)
     return sorted(p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file())
+
+
+def extra_rpm_folder(loaded: LoadedPack, pattern: str) -> Path:
+    """The folder whose listing decides what an [[rpms]] path finds (a new RPM there changes a glob's result)."""
+    path = loaded.resolve(pattern)
+    if path.is_dir():
+        return path
+    while glob.has_magic(str(path)) or not path.exists():
+        if path.parent == path:
+            break
+        path = path.parent
+    return path if path.is_dir() else path.parent
 
 
 def _uniqueness_problems(loaded: LoadedPack, root: Path) -> list[str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,7 @@ class CompiledDriver:
 
 @dataclass(frozen=True)
 class CompileResult:
-    drivers: tuple[CompiledDriver, ...]
+    drivers: tuple[CompiledDriver, ...]  # the drivers with a generated spec, in pack order
 
 
 # Compiler/modpost messages that mean "this source does not fit this kernel's API".
@@ -54,28 +52,9 @@ def compilable(driver: Driver) -> bool:
     return not driver.spec
 
 
-def compile_modules(ctx: Context, progress: Callable[[str, int, int], None] | None = None) -> CompileResult:
-    """Compile every driver (in parallel when there are several), then check every module's vermagic.
-
-    `progress(name, done, total)` is called as each driver finishes.
-    """
-    drivers = [d for d in ctx.loaded.pack.drivers if compilable(d)]
-    which("make")
-    if not drivers:
-        return CompileResult(())
-    # Split the cores between concurrent drivers; Kbuild's -j does the rest.
-    workers = max(1, min(len(drivers), ctx.jobs))
-    jobs_each = max(1, ctx.jobs // workers)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(compile_driver, ctx, d, jobs_each) for d in drivers]
-        for done, future in enumerate(as_completed(futures), start=1):
-            if progress is not None:
-                progress(future.result().name, done, len(futures))
-        results = [f.result() for f in futures]
-    return CompileResult(tuple(results))
-
-
 def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
+    """Unpack, patch and build one driver with `make -j<jobs>`, then check every module's vermagic."""
+    which("make")
     index = ctx.loaded.pack.drivers.index(driver)
     tarball = ctx.loaded.resolve(driver.source)
     layout = inspect_tarball(tarball)

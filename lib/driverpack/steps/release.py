@@ -23,28 +23,23 @@ class ReleaseResult:
     members: tuple[str, ...]
 
 
-def source_members(ctx: Context, specs: Iterable[Path], srpms: Iterable[Path]) -> list[tuple[str, Path]]:
-    """What the GPL asks a vendor to ship beside the binaries: sources, patches, specs, data, SRPMs."""
+def source_members(ctx: Context, srpms: Iterable[Path]) -> list[tuple[str, Path]]:
+    """What the GPL asks a vendor to ship beside the binaries, each byte once: every driver's SRPM (its
+    tarball, patches and spec) and the pack file that builds them.
+
+    The data RPMs' sources (firmware, configuration) are not GPL source and the ISO carries them
+    already; the pipeline passes their SRPMs only when the pack asks (`source_archive_data`).
+    """
     top = f"{ctx.label}-source"
     members: list[tuple[str, Path]] = [(f"{top}/pack.toml", ctx.loaded.folder / "pack.toml")]
-    for driver in ctx.loaded.pack.drivers:
-        base = f"{top}/{driver.name}"
-        for item in (driver.source, *driver.patches):
-            path = ctx.loaded.resolve(item)
-            members.append((f"{base}/{path.name}", path))
-        if driver.data is not None:
-            members.append((f"{base}/{driver.data_folder()}", ctx.loaded.folder / driver.data_folder()))
-    members += [(f"{top}/SPECS/{spec.name}", spec) for spec in specs]
     members += [(f"{top}/SRPMS/{srpm.name}", srpm) for srpm in srpms]
     return members
 
 
-def write_release_zip(
-    ctx: Context, iso: Path, md5_files: tuple[Path, ...], specs: tuple[Path, ...], srpms: tuple[Path, ...]
-) -> ReleaseResult:
+def write_release_zip(ctx: Context, iso: Path, md5_files: tuple[Path, ...], srpms: tuple[Path, ...]) -> ReleaseResult:
     """dist/<label>-<version>.zip: sorted members, fixed times and modes, written under a temporary name."""
     source_archive = ctx.work / f"{ctx.label}-source.tar.gz"
-    write_tarball(source_archive, source_members(ctx, specs, srpms), ctx.epoch)
+    write_tarball(source_archive, source_members(ctx, srpms), ctx.epoch)
     entries = sorted([(iso.name, iso), (source_archive.name, source_archive), *((p.name, p) for p in md5_files)])
     stamp = dt.datetime.fromtimestamp(max(ctx.epoch, _ZIP_EPOCH_MIN), dt.UTC).timetuple()[:6]
     dest = ctx.dist / f"{ctx.label}-{ctx.loaded.pack.pack.version}.zip"

@@ -1,10 +1,14 @@
-"""build-rpms: rpmbuild each spec with settings the host's rpm 4.11 accepts, then read every RPM back."""
+"""build-rpms: rpmbuild each spec with settings the host's rpm 4.11 accepts, then read every RPM back.
+
+Each driver's kernel-module RPM and data RPM is its own unit of work with its own rpmbuild tree
+(build/<label>/rpmbuild/<unit>/), writing into the shared RPMS/ and SRPMS/ folders: rebuilding one
+driver never touches another driver's files.
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +17,20 @@ from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod
 from driverpack.archive import write_tarball
 from driverpack.context import Context
 from driverpack.errors import BuildError
+from driverpack.models import Driver
 from driverpack.run import which
+
+
+@dataclass(frozen=True)
+class BuiltRpms:
+    """What one unit of build-rpms wrote."""
+
+    rpms: tuple[Path, ...]
+    srpms: tuple[Path, ...]
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return self.rpms + self.srpms
 
 
 @dataclass(frozen=True)
@@ -29,86 +46,102 @@ class RpmsResult:
         return self.kmod_rpms + self.data_rpms + self.extra_rpms
 
 
-def prepare_sources(ctx: Context) -> None:
-    """Copy every source and patch into SOURCES, and pack each data folder as a tarball."""
-    sources = ctx.rpmbuild_dir / "SOURCES"
-    sources.mkdir(parents=True, exist_ok=True)
-    for driver in ctx.loaded.pack.drivers:
-        for item in (driver.source, *driver.patches):
-            path = ctx.loaded.resolve(item)
-            _copy_if_changed(path, sources / path.name)
-        if driver.data is not None:
-            folder = ctx.loaded.folder / driver.data_folder()
-            write_tarball(sources / driver.data_source(), [(driver.data_folder(), folder)], ctx.epoch)
+def rpms_dir(ctx: Context) -> Path:
+    return ctx.rpmbuild_dir / "RPMS"
 
 
-def _copy_if_changed(src: Path, dest: Path) -> None:
-    if dest.exists() and dest.stat().st_size == src.stat().st_size and dest.read_bytes() == src.read_bytes():
-        return
-    shutil.copyfile(src, dest)
+def srpms_dir(ctx: Context) -> Path:
+    return ctx.rpmbuild_dir / "SRPMS"
 
 
-def build_spec(ctx: Context, spec: Path, prebuilt: Path | None, what: str = "-ba") -> BuiltSpec:
+def unit_tree(ctx: Context, unit: str) -> Path:
+    """A unit's own rpmbuild tree (SOURCES, BUILD, BUILDROOT), made fresh for each build."""
+    tree = ctx.rpmbuild_dir / unit
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "SOURCES").mkdir(parents=True)
+    # The shared output folders exist before parallel rpmbuilds, which would race to create them.
+    for folder in (rpms_dir(ctx) / "x86_64", rpms_dir(ctx) / "noarch", srpms_dir(ctx)):
+        folder.mkdir(parents=True, exist_ok=True)
+    return tree
+
+
+def _copy_sources(ctx: Context, driver: Driver, sources: Path) -> None:
+    for item in (driver.source, *driver.patches):
+        path = ctx.loaded.resolve(item)
+        shutil.copyfile(path, sources / path.name)
+
+
+def _pack_data(ctx: Context, driver: Driver, sources: Path) -> None:
+    """The data folder as a plain tar (the SRPM's payload compresses it once)."""
+    folder = ctx.loaded.folder / driver.data_folder()
+    write_tarball(sources / driver.data_source(), [(driver.data_folder(), folder)], ctx.epoch)
+
+
+def _build(ctx: Context, spec: Path, tree: Path, prebuilt: Path | None, what: str = "-ba") -> BuiltSpec:
     defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": str(ctx.kernel.build_dir)}
     if prebuilt is not None:
         defines["driverpack_prebuilt"] = str(prebuilt)
-    log = ctx.logs_dir / f"rpmbuild-{spec.stem}.log"
-    log.unlink(missing_ok=True)
-    return rpmbuild(spec, ctx.rpmbuild_dir, epoch=ctx.epoch, log=log, defines=defines, what=what)
+    log = ctx.logs_dir / f"{tree.name}.log"  # the unit's log: kmod-<driver>.log, data-<driver>.log
+    return rpmbuild(
+        spec,
+        tree,
+        epoch=ctx.epoch,
+        log=log,
+        defines=defines,
+        what=what,
+        rpmdir=rpms_dir(ctx),
+        srcrpmdir=srpms_dir(ctx),
+    )
 
 
-def _fresh_tree(ctx: Context, subdirs: tuple[str, ...]) -> None:
-    for sub in subdirs:
-        # Made fresh before the parallel rpmbuilds, which would race to create them.
-        shutil.rmtree(ctx.rpmbuild_dir / sub, ignore_errors=True)
-        (ctx.rpmbuild_dir / sub).mkdir(parents=True)
+def _checked(built: BuiltSpec, problems: list[str]) -> BuiltRpms:
+    if problems:
+        raise BuildError("\n".join(problems), hint="fix the spec or the pack; the RPMs above would fail on the host")
+    return BuiltRpms(built.rpms, (built.srpm,) if built.srpm is not None else ())
 
 
-@dataclass(frozen=True)
-class SpecBuild:
-    """One spec to build: a kernel-module spec (maybe with modules already compiled) or a data spec."""
-
-    spec: Path
-    prebuilt: Path | None  # the compile step's tree, reused instead of compiling again
-    is_kmod: bool
-
-
-def build_srpms(ctx: Context, spec_files: Sequence[Path]) -> tuple[Path, ...]:
-    """rpmbuild -bs every spec: the source RPMs that mock, Koji and COPR build from; nothing is compiled."""
+def build_kmod_rpms(ctx: Context, driver: Driver, spec: Path, prebuilt: Path | None) -> BuiltRpms:
+    """rpmbuild -ba the driver's kernel-module spec (reusing the compiled modules), then check each RPM."""
     which("rpmbuild")
-    _fresh_tree(ctx, ("SRPMS",))
-    prepare_sources(ctx)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(spec_files), ctx.jobs))) as pool:
-        built = list(pool.map(lambda spec: build_spec(ctx, spec, None, "-bs"), spec_files))
-    return tuple(r.srpm for r in built if r.srpm is not None)
+    tree = unit_tree(ctx, f"kmod-{driver.name}")
+    _copy_sources(ctx, driver, tree / "SOURCES")
+    built = _build(ctx, spec, tree, prebuilt)
+    problems = [
+        p for rpm in built.rpms for p in check_kmod_rpm(read_rpm(rpm), ctx.kernel.release, (ctx.kernel.module_dir,))
+    ]
+    return _checked(built, problems)
 
 
-def build_rpms(ctx: Context, builds: Sequence[SpecBuild], extra: tuple[Path, ...]) -> RpmsResult:
-    """rpmbuild -ba every spec (in parallel), then check each RPM the way the host will need it."""
+def build_data_rpms(ctx: Context, driver: Driver, spec: Path) -> BuiltRpms:
+    """rpmbuild -ba the driver's data spec, then check each RPM."""
     which("rpmbuild")
-    _fresh_tree(ctx, ("RPMS", "SRPMS", "BUILD", "BUILDROOT"))
-    prepare_sources(ctx)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(builds), ctx.jobs))) as pool:
-        built = list(pool.map(lambda b: build_spec(ctx, b.spec, b.prebuilt), builds))
-    kmod = [rpm for b, result in zip(builds, built, strict=True) if b.is_kmod for rpm in result.rpms]
-    data = [rpm for b, result in zip(builds, built, strict=True) if not b.is_kmod for rpm in result.rpms]
+    tree = unit_tree(ctx, f"data-{driver.name}")
+    _pack_data(ctx, driver, tree / "SOURCES")
+    built = _build(ctx, spec, tree, None)
+    return _checked(built, [p for rpm in built.rpms for p in check_data_rpm(read_rpm(rpm))])
+
+
+def build_driver_srpms(ctx: Context, driver: Driver, specs: Sequence[Path]) -> BuiltRpms:
+    """rpmbuild -bs a driver's specs: the source RPMs that mock, Koji and COPR build from; nothing is compiled."""
+    which("rpmbuild")
+    tree = unit_tree(ctx, f"srpms-{driver.name}")
+    _copy_sources(ctx, driver, tree / "SOURCES")
+    if driver.data is not None:
+        _pack_data(ctx, driver, tree / "SOURCES")
+    srpms = [_build(ctx, spec, tree, None, "-bs").srpm for spec in specs]
+    return BuiltRpms((), tuple(p for p in srpms if p is not None))
+
+
+def check_carried(ctx: Context, extra: tuple[Path, ...]) -> tuple[Path, ...]:
+    """[[rpms]] built elsewhere (Koji, COPR): payload and rpmlib checks, and module RPMs for the target kernel."""
     problems: list[str] = []
-    for path in kmod:
-        problems += check_kmod_rpm(read_rpm(path), ctx.kernel.release, (ctx.kernel.module_dir,))
-    for path in data:
-        problems += check_data_rpm(read_rpm(path))
     for path in extra:
         info = read_rpm(path)
         carries_modules = any(f.path.startswith("/lib/modules/") for f in info.files)
-        if carries_modules and ctx.kernel.release:  # built elsewhere (Koji, COPR): still for the target kernel?
+        if carries_modules and ctx.kernel.release:
             problems += check_kmod_rpm(info, ctx.kernel.release)
         else:
             problems += check_common(info)
     if problems:
-        raise BuildError("\n".join(problems), hint="fix the spec or the pack; the RPMs above would fail on the host")
-    return RpmsResult(
-        kmod_rpms=tuple(kmod),
-        data_rpms=tuple(data),
-        srpms=tuple(r.srpm for r in built if r.srpm is not None),
-        extra_rpms=extra,
-    )
+        raise BuildError("\n".join(problems), hint="rebuild or replace the RPMs listed under [[rpms]]")
+    return extra

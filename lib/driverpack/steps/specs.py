@@ -187,19 +187,27 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
     )
 
 
+def write_driver_specs(ctx: Context, index: int) -> DriverSpecs:
+    """Render build/<label>/SPECS/<name>.spec (and <name>-data.spec) for one driver."""
+    driver = ctx.loaded.pack.drivers[index]
+    data_spec = None
+    if driver.data is not None:
+        data_spec = ctx.specs_dir / f"{driver.data_name}.spec"
+        write_text(data_spec, render_data_spec(ctx, driver, index))
+    if driver.spec:
+        return DriverSpecs(driver, ctx.loaded.resolve(driver.spec), data_spec, None)
+    layout = inspect_tarball(ctx.loaded.resolve(driver.source))
+    kmod_spec = ctx.specs_dir / f"{driver.name}.spec"
+    write_text(kmod_spec, render_kmod_spec(ctx, driver, layout, index))
+    return DriverSpecs(driver, kmod_spec, data_spec, layout)
+
+
+def written(specs: DriverSpecs) -> tuple[Path, ...]:
+    """The spec files this step wrote for a driver (a hand-written spec is the user's, not an output)."""
+    kmod = () if specs.layout is None else (specs.kmod_spec,)
+    return (*kmod, *((specs.data_spec,) if specs.data_spec is not None else ()))
+
+
 def write_specs(ctx: Context) -> SpecsResult:
-    """Render build/<label>/SPECS/<name>.spec (and <name>-data.spec) for every driver."""
-    results = []
-    for index, driver in enumerate(ctx.loaded.pack.drivers):
-        data_spec = None
-        if driver.data is not None:
-            data_spec = ctx.specs_dir / f"{driver.data_name}.spec"
-            write_text(data_spec, render_data_spec(ctx, driver, index))
-        if driver.spec:
-            results.append(DriverSpecs(driver, ctx.loaded.resolve(driver.spec), data_spec, None))
-            continue
-        layout = inspect_tarball(ctx.loaded.resolve(driver.source))
-        kmod_spec = ctx.specs_dir / f"{driver.name}.spec"
-        write_text(kmod_spec, render_kmod_spec(ctx, driver, layout, index))
-        results.append(DriverSpecs(driver, kmod_spec, data_spec, layout))
-    return SpecsResult(tuple(results))
+    """Every driver's specs."""
+    return SpecsResult(tuple(write_driver_specs(ctx, index) for index in range(len(ctx.loaded.pack.drivers))))
