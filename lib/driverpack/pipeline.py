@@ -173,14 +173,13 @@ class Run:
         return self._step("srpms", digest, lambda r: r, lambda: build_srpms(self.ctx, _spec_paths(specs_result)))
 
     def iso(self) -> IsoResult:
-        from driverpack.steps.iso import signing_key_file, write_iso_md5, write_pack_iso
+        from driverpack.steps.iso import signing_key_input, write_iso_md5, write_pack_iso
         from driverpack.uptodate import Digest, tool_version
 
         rpms = self.build_rpms()
         ctx = self.ctx
-        key_file, _ = signing_key_file(ctx, self.root)
         digest = Digest("iso", self._digests["build-rpms"], tool_version("gpg"), tool_version("rpmsign"))
-        digest.file(key_file)
+        digest.text(signing_key_input(ctx, self.root))  # never a keyring's secret key
 
         def work() -> IsoResult:
             result = write_pack_iso(ctx, self.root, rpms.payload, progress=_progress_printer(ctx.label))
