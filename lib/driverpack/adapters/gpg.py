@@ -267,10 +267,10 @@ def keyring_key(fingerprint: str, homedir: Path, passphrase: Passphrase = Passph
     """The key `fingerprint` where it is, in the keyring `homedir`: nothing imported; unlocked (asked for) once now."""
     where = f"signing_fingerprint {fingerprint} in {homedir}"
     key, keygrip = _keyring_listing(fingerprint, homedir)
-    key = _with_passphrase(key, passphrase)
     if passphrase.secret is not None and not _agent_has_passphrase(homedir, keygrip):
         # The environment's passphrase is for this build only, not for whoever uses the agent next.
         key = replace(key, uncache_keygrip=keygrip)
+    key = _with_passphrase(key, passphrase)
     try:
         _probe_sign(key, where)
     except BaseException:
@@ -300,7 +300,7 @@ def public_key_export(homedir: Path, fingerprint: str) -> bytes:
             "--export-options",
             "export-minimal",
             "--export",
-            f"{fingerprint}!",
+            fingerprint,
         ],
         env=_env(homedir),
     )
