@@ -84,6 +84,25 @@ def _make_arg(value: str) -> str:
     return value
 
 
+_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+
+
+def _fingerprint(value: str) -> str:
+    # gpg --fingerprint prints groups of four: accept those, keep the plain uppercase form.
+    plain = value.replace(" ", "").upper()
+    if _FINGERPRINT.fullmatch(plain):
+        return plain
+    if re.fullmatch(r"(0X)?([0-9A-F]{8}|[0-9A-F]{16})", plain):
+        raise ValueError(
+            f"{value!r} is a short key id, which more than one key can have: give the key's whole 40-digit "
+            "fingerprint (the fpr line of 'gpg --list-secret-keys --with-colons')"
+        )
+    raise ValueError(
+        f"{value!r} is not an OpenPGP key fingerprint: 40 hexadecimal digits "
+        "(the fpr line of 'gpg --list-secret-keys --with-colons')"
+    )
+
+
 def _one_line(value: str) -> str:
     if value.strip() == "":
         raise ValueError("must not be empty")
@@ -108,6 +127,7 @@ RpmRelease = Annotated[str, AfterValidator(_rpm_release)]
 Label = Annotated[str, AfterValidator(_label)]
 Uuid = Annotated[str, AfterValidator(_uuid)]
 KernelRelease = Annotated[str, AfterValidator(_kernel)]
+Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
 FilePath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
 MakeArg = Annotated[str, AfterValidator(_make_arg)]
@@ -174,7 +194,9 @@ class PackInfo(_Model):
     vendor: OneLine = "driverpack"
     base_requires: str | None = None
     after_apply: tuple[AfterApply, ...] = ()
-    signing_key: str | None = None
+    signing_key: str | None = None  # an armored secret key file (passphrase-protected or not)
+    signing_fingerprint: Fingerprint | None = None  # a key in a GnuPG keyring, used where it is
+    gnupghome: FilePath | None = None  # that keyring, when not $GNUPGHOME or ~/.gnupg
     source_archive_data: bool = False  # also put the data SRPMs (firmware, configuration) in the source archive
 
     @model_validator(mode="after")
@@ -183,6 +205,19 @@ class PackInfo(_Model):
             _one_line(self.base_requires)
             if "%" in self.base_requires:
                 raise ValueError("base_requires must not contain '%'")
+        return self
+
+    @model_validator(mode="after")
+    def _one_signing_route(self) -> PackInfo:
+        if self.signing_key is not None and self.signing_fingerprint is not None:
+            raise ValueError(
+                "signing_key and signing_fingerprint are both set: keep signing_key for an armored secret key "
+                "file, or signing_fingerprint for a key in your GnuPG keyring, not both"
+            )
+        if self.gnupghome is not None and self.signing_fingerprint is None:
+            raise ValueError(
+                "gnupghome is set without signing_fingerprint: name the key to sign with from that keyring"
+            )
         return self
 
 

@@ -40,8 +40,8 @@ T = TypeVar("T")
 # Keys of [[drivers]] that do not reach the compiled modules: changing them repackages, never recompiles.
 _NOT_COMPILED = {"version", "release", "summary", "license", "description", "changelog", "data"}
 # Keys of [pack] that only the ISO and the zip read: changing them never rebuilds a driver's RPMs.
-_PACK_ONLY = {"label", "text", "uuid", "version", "build", "base_requires", "after_apply", "signing_key"}
-_PACK_ONLY |= {"source_archive_data"}
+_PACK_ONLY = {"label", "text", "uuid", "version", "build", "base_requires", "after_apply", "source_archive_data"}
+_PACK_ONLY |= {"signing_key", "signing_fingerprint", "gnupghome"}
 # Units that belong to one driver: <kind>-<driver name>.
 _DRIVER_UNITS = ("specs", "compile", "kmod", "data", "srpms")
 _STEP_STAMPS = ("specs", "compile", "build-rpms", "srpms")
@@ -466,7 +466,6 @@ class Run:
 
         rpms = self.build_rpms()
         ctx = self.ctx
-        key_file = self._signing_key()
         inputs = (
             Inputs("iso")
             .code()
@@ -474,11 +473,11 @@ class Run:
             .value("label", ctx.label)
             .value("target kernel", ctx.kernel.release)
             .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
-            .file("signing key", key_file)
             .tool("gpg")
             .tool("rpmsign")
             .tool("rpmbuild")
         )
+        self._declare_signing_key(inputs)
         for unit, digest in self.digests.items():
             if unit.startswith(("kmod-", "data-")) or unit == "carried":
                 inputs.unit_digest(unit, digest)
@@ -497,18 +496,27 @@ class Run:
             say(f"warning: {result.test_key_warning}")
         return result
 
-    def _signing_key(self) -> Path:
-        """The pack's key file, or the local test key (made once in keys/, one run at a time)."""
+    def _declare_signing_key(self, inputs: Inputs) -> None:
+        """The key as an input: a key file's bytes; a keyring key's fingerprint, public key and keyring files
+        (never a secret key). The local test key is made once in keys/, one run at a time."""
+        from driverpack.adapters import gpg
         from driverpack.locks import file_lock, locks_dir
-        from driverpack.steps.iso import signing_key_file
+        from driverpack.steps.iso import signing_choice, signing_key_input
 
-        if self.dry and not self.ctx.loaded.pack.pack.signing_key:
-            from driverpack.adapters.gpg import TEST_KEY_FILE
-
-            return self.root / "keys" / TEST_KEY_FILE  # status names it; only a build makes it
+        info = self.ctx.loaded.pack.pack
+        if self.dry and not (info.signing_key or info.signing_fingerprint):
+            inputs.file("signing key", self.root / "keys" / gpg.TEST_KEY_FILE)  # status names it; a build makes it
+            return
         with file_lock(locks_dir(self.root) / "keys.lock"):
-            key_file, _ = signing_key_file(self.ctx, self.root)
-        return key_file
+            choice = signing_choice(self.ctx, self.root)
+        if choice.key_file is not None:
+            inputs.file("signing key", choice.key_file)
+            return
+        inputs.value("signing key", signing_key_input(self.ctx, self.root)).env("GNUPGHOME")
+        home = gpg.keyring_homedir(choice.gnupghome)
+        for name in ("pubring.kbx", "pubring.gpg"):
+            if (home / name).is_file():
+                inputs.file(f"keyring {name}", home / name)
 
     def release_zip(self) -> ReleaseResult:
         from driverpack.steps.release import write_release_zip

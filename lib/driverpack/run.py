@@ -25,6 +25,7 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "rpm": ("rpm", "rpm"),
     "gpg": ("gnupg", "gnupg2"),
     "gpgconf": ("gpgconf", "gnupg2"),
+    "gpg-connect-agent": ("gpgconf", "gnupg2"),
     "make": ("make", "make"),
     "gcc": ("gcc", "gcc"),
     "patch": ("patch", "patch"),
@@ -87,10 +88,12 @@ def run(
     check: bool = True,
     quiet: bool = False,
     stdout_to: Path | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv; log `+ argv`; append output to `log`; raise ToolError on failure when `check`.
 
     `stdout_to` streams standard output into that file instead of memory (large payloads).
+    `pass_fds` stay open in the process (every other descriptor is closed).
     """
     args = [os.fspath(a) for a in argv]
     log = log if log is not None else getattr(_step_log, "path", None)
@@ -110,6 +113,7 @@ def run(
                     stdout=out,
                     stderr=subprocess.PIPE,
                     check=False,
+                    pass_fds=tuple(pass_fds),
                 )
             proc.stdout = b""
         else:
@@ -121,6 +125,7 @@ def run(
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
                 check=False,
+                pass_fds=tuple(pass_fds),
             )
     except FileNotFoundError:
         raise ToolError(f"required tool '{args[0]}' was not found", tool_hint(Path(args[0]).name)) from None

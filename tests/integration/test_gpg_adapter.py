@@ -18,7 +18,9 @@ from driverpack.adapters.gpg import (
     TEST_KEY_CREATED,
     TEST_KEY_FILE,
     TEST_KEY_NAME,
+    Passphrase,
     SigningKey,
+    check_keyring_key,
     check_rpm_signatures,
     detach_sign,
     export_public_key,
@@ -73,6 +75,8 @@ def make_key(
 ) -> Path:
     """A key made directly with gpg in a throwaway short GNUPGHOME, exported to `dest`."""
     home = Path(tempfile.mkdtemp(prefix="dpt-"))
+    # A low S2K count only makes signing with the protected key fast; driverpack keeps whatever the file has.
+    (home / "gpg-agent.conf").write_text("s2k-count 65536\n")
     gpg = ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--pinentry-mode", "loopback"]
     gpg += ["--passphrase", passphrase]
     try:
@@ -129,8 +133,8 @@ def key_file(keys_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def key(key_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKey]:
-    with load_key(key_file, tmp_path_factory.mktemp("work")) as loaded:
+def key(key_file: Path) -> Iterator[SigningKey]:
+    with load_key(key_file) as loaded:
         yield loaded
 
 
@@ -155,6 +159,15 @@ def other_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     keys["two"] = d / "two.asc"
     keys["two"].write_bytes(keys["other"].read_bytes() + keys["ecc"].read_bytes())
     return keys
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short temporary directory of the test's own, where load_key makes its private homedir."""
+    folder = Path(tempfile.mkdtemp(prefix="dpt-", dir="/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -247,7 +260,7 @@ def test_signature_by_another_key_fails_verification(
 ) -> None:
     update = tmp_path / "update.xml"
     update.write_text(UPDATE_XML)
-    with load_key(other_keys["other"], tmp_path / "work") as other:
+    with load_key(other_keys["other"]) as other:
         asc = detach_sign(other, update, epoch=EPOCH)
     with pytest.raises(BuildError, match="made by a key other than"):
         verify_detached(public_key, update, asc, tmp_path)
@@ -286,7 +299,7 @@ def test_rpm_signed_by_another_key_fails_the_check(
     other_keys: dict[str, Path], public_key: Path, unsigned_rpm: Path, tmp_path: Path
 ) -> None:
     rpm = signed_copy(unsigned_rpm, tmp_path / "Packages")
-    with load_key(other_keys["other"], tmp_path / "work") as other:
+    with load_key(other_keys["other"]) as other:
         sign_rpms(other, [rpm], epoch=EPOCH)
     with pytest.raises(BuildError, match=r"dptest-1\.0-1\.noarch\.rpm \(Header V4 RSA/SHA256 .*NOKEY"):
         check_rpm_signatures(public_key, [rpm], tmp_path / "check")
@@ -300,7 +313,7 @@ def test_signing_is_reproducible(key_file: Path, unsigned_rpm: Path, tmp_path: P
         (out / "update.xml").write_text(UPDATE_XML)
         rpm = signed_copy(unsigned_rpm, out)
         # A fresh import each time: nothing may depend on the homedir or the wall clock.
-        with load_key(key_file, tmp_path / f"work-{run_name}") as key:
+        with load_key(key_file) as key:
             epoch = EPOCH if run_name != "c" else EPOCH + 1
             asc = detach_sign(key, out / "update.xml", epoch=epoch)
             sign_rpms(key, [rpm], epoch=epoch)
@@ -309,25 +322,29 @@ def test_signing_is_reproducible(key_file: Path, unsigned_rpm: Path, tmp_path: P
     assert outputs[0][0] != outputs[2][0] and outputs[0][1] != outputs[2][1]
 
 
-def test_long_work_dir_still_signs(key_file: Path, public_key: Path, tmp_path: Path) -> None:
+def test_secret_key_homedir_is_private_short_and_outside_the_work_dir(
+    key_file: Path, public_key: Path, tmp_path: Path
+) -> None:
     work_dir = tmp_path / ("w" * 60) / ("x" * 60)
-    with load_key(key_file, work_dir) as key:
-        # gpg-agent's sockets live in the homedir: it must stay short whatever work_dir is.
+    work_dir.mkdir(parents=True)
+    with load_key(key_file) as key:
+        # gpg-agent's sockets live in the homedir: it must stay short whatever the build folder is.
         assert len(str(key.homedir / "S.gpg-agent.browser")) < 108
+        assert key.homedir.parent == Path(tempfile.gettempdir()) or key.homedir.parent == Path("/tmp")
+        assert key.homedir.stat().st_mode & 0o777 == 0o700
         file = work_dir / "update.xml"
         file.write_text(UPDATE_XML)
         asc = detach_sign(key, file, epoch=EPOCH)
-    verify_detached(public_key, file, asc, work_dir)
+    verify_detached(public_key, file, asc, work_dir)  # a public key only: its scratch homedir may be long-pathed
     assert not key.homedir.exists()
 
 
 def test_release_key_removes_the_homedir(key_file: Path, tmp_path: Path) -> None:
-    key = load_key(key_file, tmp_path)
+    key = load_key(key_file)
     agent = ["gpg-connect-agent", "--homedir", str(key.homedir), "--no-autostart", "GETINFO pid", "/bye"]
     assert run(agent).stdout.startswith(b"D ")  # the probe signature started an agent
     release_key(key)
     assert not key.homedir.exists()
-    assert list(tmp_path.iterdir()) == []
     deadline = time.monotonic() + 10
     while processes_mentioning(str(key.homedir)) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -337,7 +354,7 @@ def test_release_key_removes_the_homedir(key_file: Path, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("case", "message", "hint"),
     [
-        ("protected", r"is protected by a passphrase", "export it without passphrase"),
+        ("protected", r"needs its passphrase and there is no terminal to ask for it: set DRIVERPACK_PASS", ""),
         ("ecc", r"is EdDSA \(ed25519\), not RSA", "RSA key"),
         ("expired", r"expired \d{4}-\d\d-\d\d", "quick-set-expire"),
         ("public", r"holds a public key only", "export-secret-keys"),
@@ -345,34 +362,34 @@ def test_release_key_removes_the_homedir(key_file: Path, tmp_path: Path) -> None
     ],
 )
 def test_unusable_keys_give_a_clear_error(
-    other_keys: dict[str, Path], tmp_path: Path, case: str, message: str, hint: str
+    other_keys: dict[str, Path], private_tmp: Path, case: str, message: str, hint: str
 ) -> None:
     with pytest.raises(PackError) as raised:
-        load_key(other_keys[case], tmp_path)
+        load_key(other_keys[case])
     error = raised.value
     assert re.search(message, error.message), error.message
     assert str(other_keys[case]) in error.message
     assert "\n" not in error.message
     assert hint in error.hint
-    assert list(tmp_path.iterdir()) == []  # the private homedir is gone again
+    assert list(private_tmp.iterdir()) == []  # the private homedir is gone again
 
 
 def test_missing_or_unreadable_key_file(tmp_path: Path) -> None:
     with pytest.raises(PackError, match=r"keys/RPM-GPG-KEY-example: file not found"):
-        load_key(tmp_path / "keys" / "RPM-GPG-KEY-example", tmp_path / "work")
+        load_key(tmp_path / "keys" / "RPM-GPG-KEY-example")
     (tmp_path / "dir.asc").mkdir()
     with pytest.raises(PackError, match="cannot read it"):
-        load_key(tmp_path / "dir.asc", tmp_path / "work")
+        load_key(tmp_path / "dir.asc")
     (tmp_path / "junk.asc").write_text("not a key\n")
     with pytest.raises(PackError, match="not an OpenPGP secret key export"):
-        load_key(tmp_path / "junk.asc", tmp_path / "work")
+        load_key(tmp_path / "junk.asc")
 
 
 def test_binary_secret_key_export_is_accepted(key: SigningKey, tmp_path: Path) -> None:
     gpg = ["gpg", "--homedir", str(key.homedir), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     binary = run([*gpg, "--export-secret-keys", key.fingerprint]).stdout
     (tmp_path / "key.gpg").write_bytes(binary)
-    with load_key(tmp_path / "key.gpg", tmp_path / "work") as loaded:
+    with load_key(tmp_path / "key.gpg") as loaded:
         assert (loaded.fingerprint, loaded.created) == (key.fingerprint, key.created)
 
 
@@ -384,11 +401,11 @@ from driverpack.adapters.gpg import detach_sign, load_key, sign_rpms
 from driverpack.errors import PackError
 key_file, protected, rpm, work = map(Path, sys.argv[1:])
 (work / "update.xml").write_text("x")
-with load_key(key_file, work / "key") as key:
+with load_key(key_file) as key:
     detach_sign(key, work / "update.xml", epoch=1700000000)
     sign_rpms(key, [rpm], epoch=1700000000)
 try:
-    load_key(protected, work / "protected")
+    load_key(protected)
 except PackError as e:
     print("REFUSED:", e.message)
 """
@@ -413,3 +430,62 @@ def test_nothing_prompts_without_stdin_or_terminal(
     assert proc.returncode == 0, proc.stderr.decode()
     assert "REFUSED:" in proc.stdout.decode() and "passphrase" in proc.stdout.decode()
     assert (tmp_path / "update.xml.asc").exists()
+
+
+def test_protected_key_file_signs_with_a_passphrase_from_the_environment(
+    other_keys: dict[str, Path], unsigned_rpm: Path, tmp_path: Path, private_tmp: Path
+) -> None:
+    public = tmp_path / "RPM-GPG-KEY-protected"
+    update = tmp_path / "update.xml"
+    update.write_text(UPDATE_XML)
+    rpm = signed_copy(unsigned_rpm, tmp_path / "Packages")
+    with load_key(other_keys["protected"], Passphrase(b"secret", "the test")) as key:
+        export_public_key(key, public)
+        asc = detach_sign(key, update, epoch=EPOCH)
+        sign_rpms(key, [rpm], epoch=EPOCH)  # rpmsign's gpg reads the passphrase from the same descriptor
+        passphrase_fd = key.passphrase_fd
+        os.fstat(passphrase_fd)
+    with pytest.raises(OSError):
+        os.fstat(passphrase_fd)  # closed with the key
+    assert list(private_tmp.iterdir()) == []
+    verify_detached(public, update, asc, tmp_path / "check")
+    check_rpm_signatures(public, [rpm], tmp_path / "check")
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [(b"wrong", "the passphrase from the test is wrong"), (b"", "the passphrase from the test is empty")],
+)
+def test_wrong_passphrase_for_a_key_file(
+    other_keys: dict[str, Path], private_tmp: Path, secret: bytes, message: str
+) -> None:
+    with pytest.raises(PackError) as raised:
+        load_key(other_keys["protected"], Passphrase(secret, "the test"))
+    assert raised.value.message.endswith(message)
+    assert "\n" not in raised.value.message
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_keyring_key_problems_are_found_without_a_passphrase(other_keys: dict[str, Path]) -> None:
+    home = Path(tempfile.mkdtemp(prefix="dpk-"))
+    try:
+        gpg = ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""]
+        run([*gpg, "--import", str(other_keys["public"]), str(other_keys["ecc"])])
+        listing = run([*gpg, "--with-colons", "--list-keys"]).stdout.decode()
+        public_only, ecc = re.findall(r"^fpr:+([0-9A-F]{40}):", listing, re.MULTILINE)
+        cases = {
+            public_only: "only the public key is there, not its secret key",
+            ecc: "is EdDSA (ed25519), not RSA",
+            "0" * 40: "no such key",
+        }
+        for fingerprint, problem in cases.items():
+            with pytest.raises(PackError) as raised:
+                check_keyring_key(fingerprint, home)
+            assert raised.value.message.startswith(f"signing_fingerprint {fingerprint} in {home}: ")
+            assert problem in raised.value.message
+        with pytest.raises(PackError, match="no such GnuPG home folder"):
+            check_keyring_key(public_only, home / "missing")
+        assert not (home / "missing").exists()
+    finally:
+        run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+        shutil.rmtree(home, ignore_errors=True)

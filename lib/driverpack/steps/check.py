@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import glob
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack.adapters import gpg
 from driverpack.adapters.rpminfo import check_common, read_rpm
 from driverpack.adapters.tarball import inspect_tarball
 from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
@@ -92,14 +94,43 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             except DriverpackError as exc:
                 problems.append(f"{where}: rpms[{i}]: {exc.message}")
 
-    if pack.pack.signing_key and not loaded.resolve(pack.pack.signing_key).is_file():
-        problems.append(f"{where}: pack.signing_key: {loaded.resolve(pack.pack.signing_key)} not found")
+    signing, signing_hints = _signing_problems(loaded)
+    problems += signing
+    hints += signing_hints
 
     problems += _uniqueness_problems(loaded, root)
     if problems:
         raise PackError(problems, hint="; ".join(dict.fromkeys(h for h in hints if h)))
     assert kernel is not None
     return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir)
+
+
+def _signing_problems(loaded: LoadedPack) -> tuple[list[str], list[str]]:
+    """The pack's signing key is there and can sign; the environment's passphrase source is usable (not read)."""
+    info, where = loaded.pack.pack, loaded.file
+    problems: list[str] = []
+    hints: list[str] = []
+    if info.signing_key:
+        key_file = loaded.resolve(info.signing_key)
+        if not key_file.is_file():
+            problems.append(f"{where}: pack.signing_key: {key_file} not found")
+        for i, driver in enumerate(loaded.pack.drivers):
+            data = loaded.folder / driver.data_folder() if driver.data is not None else None
+            if data is not None and key_file.resolve().is_relative_to(data.resolve()):
+                problems.append(
+                    f"{where}: pack.signing_key: {key_file} is inside drivers[{i}].data's folder, which ships in "
+                    "the data RPM and the release zip; keep the secret key elsewhere (e.g. keys/ beside pack.toml)"
+                )
+    if info.signing_fingerprint:
+        home = gpg.keyring_homedir(loaded.resolve(info.gnupghome) if info.gnupghome else None)
+        try:
+            gpg.check_keyring_key(info.signing_fingerprint, home)
+        except PackError as exc:
+            problems += [f"{where}: pack.{p}" for p in exc.problems]
+            hints.append(exc.hint)
+    if info.signing_key or info.signing_fingerprint:
+        problems += gpg.passphrase_problems(os.environ)
+    return problems, hints
 
 
 def extra_rpm_files(loaded: LoadedPack, pattern: str) -> list[Path]:

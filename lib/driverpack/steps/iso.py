@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +31,46 @@ class IsoResult:
     test_key_warning: str  # non-empty when signed with the local test key
 
 
-def signing_key_file(ctx: Context, root: Path) -> tuple[Path, bool]:
-    """The pack's secret key file, or the local test key (made once in keys/); and whether it is the test key."""
-    configured = ctx.loaded.pack.pack.signing_key
-    if configured:
-        return ctx.loaded.resolve(configured), False
+@dataclass(frozen=True)
+class SigningChoice:
+    """The key a pack is signed with: a secret key file (maybe the local test key) or a key in a GnuPG keyring."""
+
+    key_file: Path | None  # the armored (or binary) secret key export; None for a keyring's key
+    fingerprint: str  # the keyring key's fingerprint; "" for a key file
+    gnupghome: Path | None  # the pack's keyring; None: $GNUPGHOME or gpg's default
+    is_test_key: bool
+    key_name: str  # the public key's file name in dist/, update.xml's key attribute
+
+
+def signing_choice(ctx: Context, root: Path) -> SigningChoice:
+    """The pack's signing key; without one, the local test key (made once in keys/)."""
+    info = ctx.loaded.pack.pack
+    if info.signing_fingerprint:
+        home = ctx.loaded.resolve(info.gnupghome) if info.gnupghome else None
+        return SigningChoice(None, info.signing_fingerprint, home, False, vendor_key_name(info.vendor))
+    if info.signing_key:
+        path = ctx.loaded.resolve(info.signing_key)
+        return SigningChoice(path, "", None, False, public_key_name(path))
     path, _ = gpg.generate_test_key(root / "keys")
-    return path, True
+    return SigningChoice(path, "", None, True, public_key_name(path))
+
+
+def signing_key_input(ctx: Context, root: Path) -> str:
+    """What the iso step's digest reads of the key: a key file's sha256; a keyring key's fingerprint and public key."""
+    choice = signing_choice(ctx, root)
+    if choice.key_file is not None:
+        return f"key file {choice.key_file} {hashlib.sha256(choice.key_file.read_bytes()).hexdigest()}"
+    public = gpg.public_key_export(gpg.keyring_homedir(choice.gnupghome), choice.fingerprint)
+    return f"keyring key {choice.fingerprint} {hashlib.sha256(public).hexdigest()}"
+
+
+def open_signing_key(choice: SigningChoice) -> gpg.SigningKey:
+    """Ready to sign: a wrong or missing passphrase fails here, and a terminal prompt comes now, once."""
+    # The test key has no passphrase: the environment's source is not even read for it.
+    passphrase = gpg.Passphrase() if choice.is_test_key else gpg.passphrase_from(os.environ, terminal=gpg.terminal())
+    if choice.key_file is None:
+        return gpg.keyring_key(choice.fingerprint, gpg.keyring_homedir(choice.gnupghome), passphrase)
+    return gpg.load_key(choice.key_file, passphrase)
 
 
 def public_key_name(secret_key_file: Path) -> str:
@@ -44,6 +79,11 @@ def public_key_name(secret_key_file: Path) -> str:
     for suffix in (".asc", ".gpg", ".key", ".sec", ".secret"):
         name = name.removesuffix(suffix)
     return name
+
+
+def vendor_key_name(vendor: str) -> str:
+    """A keyring key's public key name: RPM-GPG-KEY-<vendor>, the DDK guide's convention, as a plain file name."""
+    return "RPM-GPG-KEY-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", vendor).strip("-.") or "vendor")
 
 
 def md5_line(path: Path, name: str) -> str:
@@ -89,9 +129,8 @@ def stage_pack(ctx: Context, root: Path, payload: tuple[Path, ...]) -> tuple[Pat
     for path in payload:
         shutil.copyfile(path, packages / path.name)  # copies: signing rewrites them in place
 
-    key_file, is_test_key = signing_key_file(ctx, root)
-    key_name = public_key_name(key_file)
-    meta = update_meta(ctx, key_name, payload)
+    choice = signing_choice(ctx, root)
+    meta = update_meta(ctx, choice.key_name, payload)
     problems = packmeta.check(meta)
     if problems:
         raise BuildError("\n".join(f"{ctx.loaded.file}: {p}" for p in problems))
@@ -108,8 +147,8 @@ def stage_pack(ctx: Context, root: Path, payload: tuple[Path, ...]) -> tuple[Pat
         for rpm in built.rpms:
             shutil.copyfile(rpm, packages / rpm.name)
 
-    public_key = ctx.dist / key_name
-    with gpg.load_key(key_file, ctx.work) as key:
+    public_key = ctx.dist / choice.key_name
+    with open_signing_key(choice) as key:
         gpg.export_public_key(key, public_key)
         gpg.sign_rpms(key, sorted(packages.glob("*.rpm")), epoch=ctx.epoch)
         write_text(stage / "update.xml", packmeta.render_update_xml(meta))
@@ -119,7 +158,7 @@ def stage_pack(ctx: Context, root: Path, payload: tuple[Path, ...]) -> tuple[Pat
         )
         repomd = write_repodata(stage, groups_xml=groups, epoch=ctx.epoch)
         gpg.detach_sign(key, repomd, epoch=ctx.epoch)
-    return stage, public_key, is_test_key
+    return stage, public_key, choice.is_test_key
 
 
 def iso_entries(stage: Path) -> list[IsoEntry]:
