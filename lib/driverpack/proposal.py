@@ -396,19 +396,22 @@ def propose_route(tarball: Path, name: str | None = None) -> RouteProposal:
             reasons.append(f"chose: {finding.reason}")
         else:
             reasons.append(f"not used: {finding.reason}")
+    # The folders Kbuild would pick by itself are not written down; a guess is said to be one.
+    driver_name = name or (layout.modules[0] if layout.modules else "driver")
+    probe_keys = {k: v for k, v in keys.items() if k != "module_folders"}
+    probe = Driver.model_validate(
+        {"name": _rpm_like(driver_name), "version": "0", "source": tarball.name, "summary": "probe", **probe_keys}
+    )
+    choice = choose_folders(probe, layout)
     considered: tuple[str, ...] = ()
-    if "module_folders" not in keys:
-        driver_name = name or (layout.modules[0] if layout.modules else "driver")
-        probe = Driver(name=_rpm_like(driver_name), version="0", source=tarball.name, summary="probe")
-        choice = choose_folders(probe, layout)
+    if "module_folders" in keys and tuple(keys["module_folders"]) == choice.folders:
+        del keys["module_folders"]
+    elif "module_folders" not in keys:
         if choice.is_guess:
             considered = choice.candidates
             reasons.append(f"guessed: {choice.describe()}; name the right one with module_folders")
-        elif len(choice.candidates) > 1:
-            keys["module_folders"] = list(choice.folders)
-            reasons.append(f"chose: {_shown(choice.folders[0])} for Kbuild: {choice.reason}")
         else:
-            reasons.append(f"chose: the Kbuild route in {_shown(choice.folders[0])} ({choice.reason})")
+            reasons.append(f"chose: {_shown(choice.folders[0])} ({choice.reason})")
     return RouteProposal(keys=keys, reasons=tuple(reasons), considered=considered)
 
 
@@ -465,6 +468,41 @@ def dkms_disagreements(driver: Driver, tree: SourceTree, layout: TarballLayout) 
             problems.append(
                 f"{finding.reason}, but the pack's route does otherwise; dkms.conf's route is {_keys(route)}"
             )
+    return problems
+
+
+def route_problems(driver: Driver, tree: SourceTree, layout: TarballLayout) -> list[str]:
+    """Route keys naming what the tarball does not hold: a folder, a Makefile, a prepare step's script."""
+    from driverpack.models import INTERPRETERS
+
+    files = set(tree.files)
+    folders = {_folder_of(f) for f in files} | {""}
+    folders |= {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
+    kbuild_folders = {f.path for f in layout.folders}
+    problems = []
+    for j, folder in enumerate(driver.module_folders):
+        if folder not in folders:
+            problems.append(f"module_folders[{j}]: the tarball has no folder {folder!r}")
+        elif driver.build == "kbuild" and folder not in kbuild_folders:
+            known = ", ".join(repr(f) for f in sorted(kbuild_folders))
+            problems.append(
+                f"module_folders[{j}]: {folder!r} has no Kbuild or Makefile with obj- lines (those with: {known})"
+            )
+    if driver.makefile:
+        from driverpack.routes import choose_folders
+
+        for folder in choose_folders(driver, layout).folders:
+            path = "/".join(p for p in (folder, driver.makefile) if p)
+            if path not in files:
+                problems.append(f"makefile: the tarball has no {path}")
+    for j, step in enumerate(driver.prepare):
+        if step.folder not in folders:
+            problems.append(f"prepare[{j}].folder: the tarball has no folder {step.folder!r}")
+            continue
+        script = step.run[1] if step.run[0] in INTERPRETERS else step.run[0]
+        path = "/".join(p for p in (step.folder, script.removeprefix("./")) if p)
+        if "{" not in script and path not in files:
+            problems.append(f"prepare[{j}].run: the tarball has no {path} (paths are relative to the step's folder)")
     return problems
 
 

@@ -223,11 +223,15 @@ def plan_route(driver: Driver, layout: TarballLayout) -> RoutePlan:
                 symvers += [" "] if j else []
                 symvers += in_tree(previous, "Module.symvers")
             env.append(("KBUILD_EXTRA_SYMBOLS", _merged(symvers)))
+        # Each recipe's bash resets PWD to its own folder (so would dash), and Kbuild's recipes run in the
+        # kernel tree: on make's command line, $(PWD) stays the module folder in every sub-make, as it is
+        # for a Kbuild file run from a shell (DKMS, rpmbuild) where make runs simple recipes without one.
+        pwd = _merged(["PWD=", *in_tree(folder)])
         if driver.build == "vendor":
             argv: list[Word] = [literal("make"), jobs]
             if driver.makefile:
                 argv += [literal("-f"), literal(driver.makefile)]
-            argv += [literal(MAKE_SHELL), *make_args, *(literal(t) for t in driver.targets)]
+            argv += [literal(MAKE_SHELL), pwd, *make_args, *(literal(t) for t in driver.targets)]
         else:
             argv = [
                 literal("make"),
@@ -236,6 +240,7 @@ def plan_route(driver: Driver, layout: TarballLayout) -> RoutePlan:
                 (Placeholder.KERNEL_BUILD_DIR,),
                 _merged(["M=", *in_tree(folder)]),
                 literal(MAKE_SHELL),
+                pwd,
                 *make_args,
                 literal("modules"),
             ]
