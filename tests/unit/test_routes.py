@@ -309,7 +309,8 @@ def test_guess_is_reported(tmp_path: Path) -> None:
 
 
 def test_dkms_disagreement_and_route_problems(tmp_path: Path) -> None:
-    conf = 'MAKE[0]="make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build/core modules && make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build/eth modules"\n'
+    kbuild = "make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build"
+    conf = f'MAKE[0]="{kbuild}/core modules && {kbuild}/eth modules"\n'
     path = tarball(
         tmp_path / "a.tar.gz",
         {"a/dkms.conf": conf, "a/core/Kbuild": "obj-m := acme_core.o\n", "a/eth/Kbuild": "obj-m := acme.o\n"},
