@@ -172,10 +172,8 @@ def test_rendered_script_quotes_and_escapes(tmp_path: Path) -> None:
         prepare=[{"run": ["bash", "gen.sh", "it's {kernel}"], "env": {"OUT": "x y.h"}}],
     )
     script = render_build_script(plan_route(d, ONE))
-    assert (
-        "(cd \"${driverpack_top}\" && PWD=\"${driverpack_top}\" OUT='x y.h' bash gen.sh 'it'\\''s '\"%{kernel_version}\")"
-        in script
-    )
+    prefix = '(cd "${driverpack_top}" && PWD="${driverpack_top}" OUT=\'x y.h\' '
+    assert prefix + "bash gen.sh 'it'\\''s '\"%{kernel_version}\")" in script
     assert "'EXTRA_CFLAGS=-DFOO -DBAR' 'PCT=50%%' modules)" in script
     assert 'export KSRC="%{kernel_build_dir}"' in script
     # The real shell, after rpm's expansion, sees the words intact.
@@ -183,8 +181,8 @@ def test_rendered_script_quotes_and_escapes(tmp_path: Path) -> None:
     expanded = expanded.replace("%{?_smp_mflags}", "-j5")
     probe = tmp_path / "probe.sh"
     probe.write_text(
-        'make() { printf \'<%s>\' make "$@"; printf \'\\n\'; }\nbash() { printf \'<%s>\' bash "$@"; printf \'[%s]\\n\' "$OUT" "$KSRC" "$PWD"; }\n'
-        + expanded
+        "make() { printf '<%s>' make \"$@\"; printf '\\n'; }\n"
+        'bash() { printf \'<%s>\' bash "$@"; printf \'[%s]\\n\' "$OUT" "$KSRC" "$PWD"; }\n' + expanded
     )
     out = subprocess.run(["sh", str(probe)], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert f"<bash><gen.sh><it's 4.19.0+1>[x y.h]\n[/k]\n[{tmp_path}]\n" in out
