@@ -261,7 +261,7 @@ def test_makefile_in_src(root: Path, tmp_path: Path) -> None:
     assert '(cd "${driverpack_top}"/src && PWD="${driverpack_top}"/src make ' in section(spec, "build")
     assert "find %{?driverpack_prebuilt:%{driverpack_prebuilt}/}src -name '*.ko'" in section(spec, "install")
     out = parsed(spec, tmp_path / "check")
-    assert 'M="${driverpack_top}"/src SHELL=/bin/bash modules)\n' in out
+    assert 'M="${driverpack_top}"/src SHELL=/bin/bash PWD="${driverpack_top}"/src modules)\n' in out
     assert "find src -name '*.ko'" in out
 
 
@@ -339,7 +339,7 @@ def test_make_args(root: Path, tmp_path: Path) -> None:
     )
     spec = kmod_spec(context(demo_pack(root, toml)))
     args = (
-        "SHELL=/bin/bash CONFIG_DEMO_DEBUG=y 'EXTRA_CFLAGS=-DFOO -DBAR' EMPTY= "
+        "SHELL=/bin/bash PWD=\"${driverpack_top}\" CONFIG_DEMO_DEBUG=y 'EXTRA_CFLAGS=-DFOO -DBAR' EMPTY= "
         "KSRC_COPY=\"%{kernel_build_dir}\" 'PCT=100%%' modules)\n"
     )
     assert args in section(spec, "build")
