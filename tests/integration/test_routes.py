@@ -209,7 +209,7 @@ def test_ch82_route_reached_the_modules(ch82: Built, rebuilt: dict[str, Path], t
         assert info["pwd-kbuild"]["pwdinc.ko"]["pwdinc"] == "include/ found through $(PWD)"
         assert info["flags-with-spaces"]["werror.ko"]["werror_flags"] == "1+2"
         assert info["exported-symbols"]["qedx_eth.ko"]["depends"] == "qedx_core"
-        assert info["dkms-multi-folder"]["jool.ko"]["depends"] == "jool_common"
+        assert "jool_common" in info["dkms-multi-folder"]["jool.ko"]["depends"].split(",")
 
 
 def test_ch82_exported_symbols_came_from_the_earlier_folder(ch82: Built) -> None:
