@@ -9,6 +9,7 @@ tree's dkms.conf (`dkms_disagreements`).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -70,7 +71,19 @@ def _wanted(path: str) -> bool:
 
 
 def read_markers(tarball: Path) -> SourceTree:
-    """The tree's file names and the texts route proposals read (dkms.conf, specs, Makefiles)."""
+    """The tree's file names and the texts route proposals read (dkms.conf, specs, Makefiles).
+
+    Remembered while the file is unchanged: the preflight and a failed compile read it in one run.
+    """
+    try:
+        info = tarball.stat()
+    except OSError:
+        return read_tree(tarball, _wanted)
+    return _read_markers_cached(tarball, info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_markers_cached(tarball: Path, size: int, mtime_ns: int) -> SourceTree:
     return read_tree(tarball, _wanted)
 
 
@@ -512,6 +525,8 @@ def _keys(keys: Mapping[str, Any]) -> str:
 
 def _same(driver: Driver, key: str, value: Any) -> bool:
     have = getattr(driver, key)
+    if key == "module_folders" and not have:
+        return True  # the folder driverpack picks by itself; a wrong pick is reported on its own
     return list(have) == list(value) if isinstance(value, list) else bool(have == value)
 
 

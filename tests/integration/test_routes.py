@@ -277,3 +277,31 @@ def test_proposal_is_the_case_route(case: str, tmp_path: Path) -> None:
     route = {k: v for k, v in CASES[case].keys.items() if k not in ("name", "version")}
     assert dict(proposal.keys) == route, proposal.reasons
     assert proposal.reasons
+
+
+def test_wrong_folder_guess_names_the_candidates(tmp_path: Path, debian: Built) -> None:
+    """When no folder names the driver's module, the shallowest is built; its failure lists the candidates."""
+    case = CASES["wrong-folder"]
+    keys = {**case.keys, "name": "acmenic"}
+    loaded = write_pack(tmp_path / "guess", "guess", [Case(case.case, keys, case.tarball, case.modules)], {})
+    with pytest.raises(BuildError) as caught:
+        pipeline.compile(loaded, tmp_path)
+    message = caught.value.message
+    assert "No rule to make target" in message, message
+    assert (
+        "driverpack built in drivers/scsi/ (the shallowest folder with obj- lines; candidates: drivers/scsi/, "
+        "drivers/net/ethernet/acme/wrongdir/); if that is the wrong folder, name the right one with "
+        'module_folders = ["<folder>"]'
+    ) in message
+
+
+def test_failed_prepare_step_is_named(tmp_path: Path, debian: Built) -> None:
+    case = CASES["generator"]
+    step = {k: v for k, v in case.keys["prepare"][0].items() if k != "env"}
+    keys = {**case.keys, "prepare": [step]}
+    loaded = write_pack(tmp_path / "noenv", "noenv", [Case(case.case, keys, case.tarball, case.modules)], {})
+    with pytest.raises(BuildError) as caught:
+        pipeline.compile(loaded, tmp_path)
+    first, *rest = caught.value.message.splitlines()
+    assert first == f"kcgen: prepare[0] (bash kcompat-generator.sh) for kernel {debian.kernel} failed:"
+    assert any("OUT must name the header to write" in line for line in rest), caught.value.message
