@@ -70,9 +70,8 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             )
         elif not driver.spec:  # a hand-written spec may build without Kbuild: its tarball is its own business
             try:
-                layout = inspect_tarball(
-                    source
-                )  # unsafe members, a broken archive, no Kbuild: found before anything runs
+                # Unsafe members, a broken archive, no Kbuild: found before anything runs.
+                layout = inspect_tarball(source)
                 tree = read_markers(source)
             except PackError as exc:
                 problems += [f"{where}: drivers[{i}].source: {p}" for p in exc.problems]

@@ -106,11 +106,8 @@ def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
                 source_date_epoch=ctx.epoch,
             )
         except ToolError:
-            step = (
-                ""
-                if command in plan.build
-                else f"{command.what} ({' '.join(resolve(w, values) for w in command.argv)})"
-            )
+            shown = " ".join(resolve(word, values) for word in command.argv)
+            step = "" if command in plan.build else f"{command.what} ({shown})"
             raise BuildError(
                 diagnose(log, driver.name, ctx.kernel.release, step) + _route_advice(driver, plan, tarball, index, ctx),
                 hint=f"full log: {log}",
