@@ -322,3 +322,29 @@ def test_dkms_disagreement_and_route_problems(tmp_path: Path) -> None:
         "module_folders[1]: the tarball has no folder 'nope'",
         "prepare[0].run: the tarball has no gen.sh (paths are relative to the step's folder)",
     ]
+
+
+# the README's examples
+
+
+def test_readme_examples_are_the_test_packs() -> None:
+    """Each [[drivers]] example of the README's "Vendor drivers" section is a case of tests/data/routes/."""
+    import re
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text()
+    section = readme.split("## Vendor drivers\n", 1)[1].split("\n## ", 1)[0]
+    cases = {}
+    for path in (repo / "tests" / "data" / "routes").glob("*/driver.toml"):
+        raw = tomllib.loads(path.read_text())
+        cases[raw["name"]] = raw
+    examples = [tomllib.loads(block)["drivers"][0] for block in re.findall(r"```toml\n(.*?)```", section, re.S)]
+    assert len(examples) >= 7
+    for example in examples:
+        case = cases[example["name"]]
+        for key, value in example.items():
+            expected = case["tarball"] if key == "source" else case[key]
+            assert value == expected, (example["name"], key)
+        route_keys = {"build", "makefile", "targets", "module_folders", "prepare", "make_args"}
+        assert {k for k in case if k in route_keys} <= set(example), example["name"]
