@@ -78,3 +78,16 @@ def installed_kernel() -> str:
             " install the kernel headers (linux-headers-<flavour> or kernel-devel)"
         )
     return found[0]
+
+
+CH82_RELEASE = "4.19.0+1"
+
+
+def ch82_kernel_devel() -> Path:
+    """Citrix Hypervisor 8.2's kernel-devel RPM, in the shared/ folder beside the checkout (see its README)."""
+    import pytest
+
+    found = sorted((REPO.parent / "shared" / "ch82").glob("kernel-devel-*.rpm"))
+    if len(found) != 1:
+        pytest.fail(f"these tests need the one CH 8.2 kernel-devel RPM in {REPO.parent / 'shared' / 'ch82'}/")
+    return found[0]

@@ -72,14 +72,62 @@ def _kernel(value: str) -> str:
     return value
 
 
-_MAKE_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9._+/:,=-]*")
+_MAKE_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+_MAKE_VALUE = re.compile(r"[A-Za-z0-9 ._+/:,=@%{}-]*")
 
 
 def _make_arg(value: str) -> str:
-    # Only plain variables: make would run $(shell ...) or an option like --eval=... given here.
-    if not _MAKE_ARG.fullmatch(value):
+    # A make variable given as one argv word (never through a shell), so spaces are fine
+    # ("EXTRA_CFLAGS=-DFOO -DBAR"). Kbuild pastes values into recipe lines that a shell runs, so a
+    # value holds plain words only: no quote, ';', '$', backquote, redirection or glob character.
+    name, equals, rest = value.partition("=")
+    if not equals or not _MAKE_VARIABLE.fullmatch(name) or not _MAKE_VALUE.fullmatch(rest):
         raise ValueError(
-            f"{value!r} is not a plain NAME=value make variable (use letters, digits and . _ + / : , = - in values)"
+            f"{value!r} is not a plain NAME=value make variable (a value holds words separated by spaces, made "
+            "of letters, digits and . _ + / : , = @ % -, and placeholders like {kernel_build_dir})"
+        )
+    from driverpack.routes import parse_template
+
+    if any(isinstance(part, str) and ("{" in part or "}" in part) for part in parse_template(value)):
+        raise ValueError(f"{value!r}: a literal brace in a make variable would be expanded by the recipe's shell")
+    return value
+
+
+def _has_control(value: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def _template(value: str) -> None:
+    from driverpack.routes import parse_template
+
+    parse_template(value)
+
+
+def _template_word(value: str) -> str:
+    """A word of a prepare command or an environment value: one line, no shell or make expansion."""
+    if _has_control(value):
+        raise ValueError(f"{value!r} holds a line break or control character")
+    if any(c in value for c in "$`"):
+        raise ValueError(f"{value!r} holds '$' or a backquote; placeholders are written {{kernel_build_dir}}")
+    _template(value)
+    return value
+
+
+_FOLDER_PART = re.compile(r"^[A-Za-z0-9._+@:,=-]+$")
+
+
+def _tree_path(value: str, what: str) -> str:
+    parts = value.split("/")
+    if (
+        value.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or not all(_FOLDER_PART.match(p) for p in parts)
+    ):
+        raise ValueError(
+            f"{value!r} is not a {what} inside the source tree: give it relative to the tarball's top directory, "
+            "without '..', '.', empty or absolute parts, using letters, digits and . _ + @ : , = - only"
         )
     return value
 
@@ -101,6 +149,63 @@ def _fingerprint(value: str) -> str:
         f"{value!r} is not an OpenPGP key fingerprint: 40 hexadecimal digits "
         "(the fpr line of 'gpg --list-secret-keys --with-colons')"
     )
+
+
+def _tree_folder(value: str) -> str:
+    return value if value == "" else _tree_path(value, "folder")
+
+
+def _make_target(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._+/-]*", value):
+        raise ValueError(f"{value!r} is not a make target (letters, digits and . _ + / - only, not starting with '-')")
+    return value
+
+
+def _makefile(value: str) -> str:
+    if value and not (_FOLDER_PART.match(value) and not value.startswith("-") and value not in (".", "..")):
+        raise ValueError(f"{value!r} is not a file name in the build folder (letters, digits and . _ + - only)")
+    return value
+
+
+# Environment names a prepare step may not set: they change which program runs or how the shell and make
+# read their input, or driverpack sets them itself.
+_RESERVED_ENV = {
+    "PATH",
+    "PWD",
+    "HOME",
+    "IFS",
+    "CDPATH",
+    "ENV",
+    "BASH_ENV",
+    "SHELL",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "GNUMAKEFLAGS",
+    "MAKEFILES",
+    "MAKEOVERRIDES",
+    "MAKELEVEL",
+    "KBUILD_EXTRA_SYMBOLS",
+    "SOURCE_DATE_EPOCH",
+}
+
+
+def _env_name(value: str) -> str:
+    from driverpack.routes import KERNEL_BUILD_DIR_NAMES, KERNEL_RELEASE_NAMES
+
+    if not _MAKE_VARIABLE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an environment variable name (letters, digits and _)")
+    if value in _RESERVED_ENV or value.startswith(("LD_", "BASH_FUNC")):
+        raise ValueError(f"{value!r} may not be set by a pack (it changes which program runs or how)")
+    if value in KERNEL_RELEASE_NAMES + KERNEL_BUILD_DIR_NAMES:
+        raise ValueError(f"{value!r} is already exported by driverpack as the target kernel's release or build dir")
+    return value
+
+
+# A prepare step runs a file of the source tree, directly or through one of these interpreters.
+INTERPRETERS = ("bash", "sh", "perl", "python3")
 
 
 def _one_line(value: str) -> str:
@@ -131,6 +236,11 @@ Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
 FilePath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
 MakeArg = Annotated[str, AfterValidator(_make_arg)]
+TemplateWord = Annotated[str, AfterValidator(_template_word)]
+TreeFolder = Annotated[str, AfterValidator(_tree_folder)]
+MakeTarget = Annotated[str, AfterValidator(_make_target)]
+Makefile = Annotated[str, AfterValidator(_makefile)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 AfterApply = Literal["restartHost", "restartXAPI", "restartPV", "restartHVM"]
 
 
@@ -154,6 +264,36 @@ class DataPackage(_Model):
     license: str = ""
 
 
+class PrepareStep(_Model):
+    """A command run in the unpacked tree before the build (a generator, a configure script)."""
+
+    run: tuple[TemplateWord, ...] = Field(min_length=1)
+    env: dict[EnvName, TemplateWord] = {}
+    folder: TreeFolder = ""
+
+    @model_validator(mode="after")
+    def _runs_a_tree_file(self) -> PrepareStep:
+        # Only files of the source tree run (directly or through an interpreter), never a command of the
+        # build host with arguments of the pack's choosing: 'rm', 'bash -c ...'.
+        program, *rest = self.run
+        if program in INTERPRETERS:
+            if not rest or rest[0].startswith("-"):
+                raise ValueError(
+                    f"run: {program} must be followed by a script of the source tree (e.g. "
+                    f'["{program}", "kcompat-generator.sh"]), not an option'
+                )
+            _tree_path(rest[0].removeprefix("./"), "script")
+        else:
+            try:
+                _tree_path(program.removeprefix("./"), "program")
+            except ValueError:
+                raise ValueError(
+                    f"run: {program!r} is neither a file of the source tree (e.g. './configure', relative to "
+                    f"the step's folder) nor one of {', '.join(INTERPRETERS)} followed by such a file"
+                ) from None
+        return self
+
+
 class Driver(_Model):
     name: RpmName
     version: RpmVersion
@@ -165,12 +305,25 @@ class Driver(_Model):
     patches: tuple[FilePath, ...] = ()
     spec: str = ""
     make_args: tuple[MakeArg, ...] = ()
+    build: Literal["kbuild", "vendor"] = "kbuild"
+    makefile: Makefile = ""
+    targets: tuple[MakeTarget, ...] = ()
+    prepare: tuple[PrepareStep, ...] = ()
+    module_folders: tuple[TreeFolder, ...] = ()
     changelog: tuple[ChangelogEntry, ...] = ()
     data: DataPackage | None = None
 
     @property
     def data_name(self) -> str:
         return f"{self.name}-data"
+
+    @model_validator(mode="after")
+    def _route_shape(self) -> Driver:
+        if self.build != "vendor" and (self.makefile or self.targets):
+            raise ValueError('makefile and targets are for build = "vendor" (Kbuild builds the "modules" target)')
+        if len(set(self.module_folders)) != len(self.module_folders):
+            raise ValueError("module_folders: a folder is listed twice")
+        return self
 
     def data_folder(self) -> str:
         assert self.data is not None

@@ -15,7 +15,7 @@ import re
 import shutil
 import tarfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -123,6 +123,38 @@ def _inspect(path: Path) -> TarballLayout:
         modules=modules_built_from(chosen, folders),
         folders=folders,
     )
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A tarball's file names and the text of a few small files, read without extracting anything."""
+
+    files: tuple[str, ...]
+    """Every regular file, relative to the top directory (or the root), in archive order."""
+    texts: Mapping[str, str]
+    """The first TREE_READ_CAP bytes of each file `wanted` picked, as text."""
+
+
+TREE_READ_CAP = 64 * 1024
+_TREE_MAX_TEXTS = 32
+
+
+def read_tree(path: Path, wanted: Callable[[str], bool]) -> SourceTree:
+    """The file names of a checked tarball and the start of the files `wanted(relative path)` picks (at most 32)."""
+    with _open(path) as tar:
+        archive = _scan(path, tar)
+        top = len(archive.top)
+        files = tuple(
+            "/".join(entry.parts[top:]) for entry in archive.entries if entry.kind == "file" and entry.data is not None
+        )
+        picked = {
+            entry.parts: entry.data
+            for entry in archive.entries
+            if entry.kind == "file" and entry.data is not None and wanted("/".join(entry.parts[top:]))
+        }
+        chosen = dict(sorted(picked.items())[:_TREE_MAX_TEXTS])
+        texts = _read_texts(path, tar, chosen, cap=TREE_READ_CAP)
+    return SourceTree(files=files, texts={"/".join(parts[top:]): text for parts, text in texts.items()})
 
 
 def modules_built_from(start: KbuildFolder, folders: Sequence[KbuildFolder]) -> tuple[str, ...]:
@@ -389,12 +421,14 @@ def _kbuild_folders(path: Path, tar: tarfile.TarFile, archive: _Archive) -> tupl
     return tuple(folders)
 
 
-def _read_texts(path: Path, tar: tarfile.TarFile, members: Mapping[_Parts, tarfile.TarInfo]) -> dict[_Parts, str]:
+def _read_texts(
+    path: Path, tar: tarfile.TarFile, members: Mapping[_Parts, tarfile.TarInfo], cap: int = MAKEFILE_READ_CAP
+) -> dict[_Parts, str]:
     texts: dict[_Parts, str] = {}
     with _reading(path):
         for parts, member in sorted(members.items(), key=lambda item: item[1].offset_data):
             source = tar.extractfile(member)
-            raw = b"" if source is None else source.read(MAKEFILE_READ_CAP)
+            raw = b"" if source is None else source.read(cap)
             texts[parts] = raw.decode("utf-8", errors="replace")
     return texts
 

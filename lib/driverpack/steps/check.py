@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from driverpack.adapters.tarball import inspect_tarball
 from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack
+from driverpack.proposal import dkms_disagreements, read_markers, route_problems
 from driverpack.run import tool_hint
 
 # Tools the build needs, and why.
@@ -42,6 +44,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     pack = loaded.pack
     problems: list[str] = []
     hints: list[str] = []
+    warnings: list[str] = []
 
     for tool, why in REQUIRED_TOOLS.items():
         if shutil.which(tool) is None:
@@ -70,9 +73,14 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             )
         elif not driver.spec:  # a hand-written spec may build without Kbuild: its tarball is its own business
             try:
-                inspect_tarball(source)  # unsafe members, a broken archive, no Kbuild: found before anything runs
+                # Unsafe members, a broken archive, no Kbuild: found before anything runs.
+                layout = inspect_tarball(source)
+                tree = read_markers(source)
             except PackError as exc:
                 problems += [f"{where}: drivers[{i}].source: {p}" for p in exc.problems]
+            else:
+                problems += [f"{where}: drivers[{i}].{p}" for p in route_problems(driver, tree, layout)]
+                warnings += [f"{where}: drivers[{i}]: {w}" for w in dkms_disagreements(driver, tree, layout)]
         for j, patch in enumerate(driver.patches):
             if not loaded.resolve(patch).is_file():
                 problems.append(f"{where}: drivers[{i}].patches[{j}]: {loaded.resolve(patch)} not found")
@@ -99,6 +107,8 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     hints += signing_hints
 
     problems += _uniqueness_problems(loaded, root)
+    for warning in warnings:  # printed whether or not the pack has problems: they may explain one
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if problems:
         raise PackError(problems, hint="; ".join(dict.fromkeys(h for h in hints if h)))
     assert kernel is not None

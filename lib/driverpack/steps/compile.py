@@ -11,6 +11,8 @@ from driverpack.adapters.tarball import extract_tarball, inspect_tarball
 from driverpack.context import Context
 from driverpack.errors import BuildError, PackError, ToolError
 from driverpack.models import Driver
+from driverpack.proposal import read_markers, route_advice
+from driverpack.routes import Placeholder, RoutePlan, command_env, plan_route, resolve
 from driverpack.run import run, which
 from driverpack.vermagic import vermagic, vermagic_matches
 
@@ -18,7 +20,7 @@ from driverpack.vermagic import vermagic, vermagic_matches
 @dataclass(frozen=True)
 class CompiledDriver:
     name: str
-    source_root: Path  # the unpacked, patched tree (rpmbuild's prebuilt dir)
+    source_root: Path  # the unpacked, patched tree's top directory (rpmbuild's prebuilt dir)
     modules: tuple[Path, ...]  # the .ko files, sorted
 
 
@@ -66,20 +68,29 @@ def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
     log.unlink(missing_ok=True)
     for j, patch in enumerate(driver.patches):
         apply_patch(root, ctx.loaded.resolve(patch), f"{ctx.loaded.file}: drivers[{index}].patches[{j}]", log)
-    build_dir = root / layout.build_dir if layout.build_dir else root
-    argv = [
-        "make",
-        f"-j{jobs}",
-        "-C",
-        str(ctx.kernel.build_dir),
-        f"M={build_dir}",
-        *driver.make_args,
-        "modules",
-    ]
-    try:
-        run(argv, cwd=build_dir, log=log, source_date_epoch=ctx.epoch)
-    except ToolError:
-        raise BuildError(diagnose(log, driver.name, ctx.kernel.release), hint=f"full log: {log}") from None
+    plan = plan_route(driver, layout)
+    values = {
+        Placeholder.KERNEL: ctx.kernel.release,
+        Placeholder.KERNEL_BUILD_DIR: str(ctx.kernel.build_dir),
+        Placeholder.JOBS: str(jobs),
+        Placeholder.SOURCE_DIR: str(root),
+    }
+    for command in plan.commands:
+        try:
+            run(
+                [resolve(word, values) for word in command.argv],
+                cwd=root / command.folder,
+                env=command_env(plan, command, values),
+                log=log,
+                source_date_epoch=ctx.epoch,
+            )
+        except ToolError:
+            shown = " ".join(resolve(word, values) for word in command.argv)
+            step = "" if command in plan.build else f"{command.what} ({shown})"
+            raise BuildError(
+                diagnose(log, driver.name, ctx.kernel.release, step) + _route_advice(driver, plan, tarball, index, ctx),
+                hint=f"full log: {log}",
+            ) from None
     undefined = undefined_symbols(log)
     if undefined:
         raise BuildError(
@@ -88,9 +99,21 @@ def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
             f"not compatible with kernel {ctx.kernel.release}; ask the driver's author for a version that supports it",
             hint=f"full log: {log}",
         )
-    modules = tuple(sorted(build_dir.rglob("*.ko")))
+    modules = tuple(sorted({ko for folder in plan.module_folders for ko in (root / folder).rglob("*.ko")}))
     check_modules(modules, driver.name, ctx.kernel.release, log)
-    return CompiledDriver(name=driver.name, source_root=build_dir, modules=modules)
+    return CompiledDriver(name=driver.name, source_root=root, modules=modules)
+
+
+def _route_advice(driver: Driver, plan: RoutePlan, tarball: Path, index: int, ctx: Context) -> str:
+    """What the tree itself says about how it builds: vendor route markers, and the folders that were candidates."""
+    where = f"{ctx.loaded.file}: drivers[{index}]"
+    lines = [f"\n  {where}: {advice}" for advice in route_advice(driver, read_markers(tarball))]
+    if plan.choice.is_guess:
+        lines.append(
+            f"\n  {where}: {plan.choice.describe()}; if that is the wrong folder, name the right one with "
+            'module_folders = ["<folder>"]'
+        )
+    return "".join(lines)
 
 
 def apply_patch(root: Path, patch: Path, where: str, log: Path) -> None:
@@ -129,9 +152,13 @@ def undefined_symbols(log: Path) -> list[str]:
     return sorted({m.group("symbol") for m in found if m})
 
 
-def diagnose(log: Path, name: str, kernel: str) -> str:
-    """The first compiler error with file:line, and whether it looks like a kernel API mismatch."""
+def diagnose(log: Path, name: str, kernel: str, step: str = "") -> str:
+    """The first compiler error with file:line, and whether it looks like a kernel API mismatch.
+
+    `step` names a command before the build (a prepare step) when that is what failed.
+    """
     text = log.read_text(errors="replace") if log.exists() else ""
+    doing = f"{step} for kernel {kernel}" if step else f"compiling against kernel {kernel}"
     first = ""
     for line in text.splitlines():
         match = _FIRST_ERROR.match(line.strip()) or _MODPOST_ERROR.match(line.strip())
@@ -140,8 +167,8 @@ def diagnose(log: Path, name: str, kernel: str) -> str:
             break
     if not first:
         tail = [ln for ln in text.splitlines() if ln.strip()][-5:]
-        return f"{name}: compiling against kernel {kernel} failed:\n" + "\n".join("  | " + t for t in tail)
-    message = f"{name}: compiling against kernel {kernel} failed: {first}"
+        return f"{name}: {doing} failed:\n" + "\n".join("  | " + t for t in tail)
+    message = f"{name}: {doing} failed: {first}"
     if any(p.search(first) for p in _API_PATTERNS):
         message += (
             f"\n  this looks like a kernel API change: the driver source is probably not compatible with "

@@ -17,6 +17,7 @@ from driverpack.context import Context
 from driverpack.errors import PackError
 from driverpack.load import LoadedPack
 from driverpack.models import ChangelogEntry, Driver, data_path_allowed
+from driverpack.routes import plan_route, render_build_script
 
 # Names that are safe in a spec, a shell command and %files without quoting tricks.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@:,=-]+$")
@@ -90,14 +91,10 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
     where = f"{loaded.file}: drivers[{index}]"
     if layout.top_dir:
         _checked_name(layout.top_dir, "the tarball's top directory", where)
-    if layout.build_dir:
-        _checked_name(layout.build_dir, "the Makefile's directory", where)
-    for arg in driver.make_args:
-        if not re.fullmatch(r"[A-Za-z0-9_]+=[A-Za-z0-9._+/:,=-]*", arg):
-            raise PackError(
-                [f"{where}.make_args: {arg!r} is not a plain NAME=value make variable"],
-                hint="use letters, digits and . _ + / : , = - in values",
-            )
+    plan = plan_route(driver, layout)
+    for folder in plan.module_folders:
+        if folder:
+            _checked_name(folder, "the Makefile's directory", where)
     return (
         _environment()
         .get_template("kmod.spec.j2")
@@ -118,8 +115,9 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
             requires_kernel=ctx.kernel.requires_kernel,
             description=description(driver.description, driver.summary),
             setup=setup_line(layout, driver),
-            build_dir=layout.build_dir,
-            make_args=driver.make_args,
+            route=plan.route,
+            build_script=render_build_script(plan),
+            module_folders=plan.module_folders,
             changelog=render_changelog(driver.changelog, f"{driver.version}-{driver.release}", ctx.epoch),
         )
     )

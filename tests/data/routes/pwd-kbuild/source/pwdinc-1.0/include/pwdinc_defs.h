@@ -1,0 +1,1 @@
+#define PWDINC_FOUND "include/ found through $(PWD)"
