@@ -60,6 +60,8 @@ class DriverDraft:
     decide: tuple[tuple[str, str], ...] = ()
     """(key, what the user must still decide about it) for this driver."""
     origin: str = ""
+    vendor: str = ""
+    """The vendor the input names (a spec's Vendor:), for [pack] vendor."""
 
     def value(self, key: str) -> TomlValue | None:
         return next((k.value for k in self.keys if k.key == key), None)
@@ -354,6 +356,7 @@ def draft_from_spec(spec: Path) -> DriverDraft:
         found=tuple(found),
         decide=tuple(decide),
         origin=spec.name,
+        vendor=facts.vendor or "",
     )
 
 

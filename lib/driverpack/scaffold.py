@@ -32,6 +32,7 @@ from driverpack.errors import PackError
 from driverpack.load import PACK_FILE, PACKS_DIR, format_validation_errors
 from driverpack.models import Pack, is_label
 
+PLACEHOLDER_VENDOR = "Example Corp"
 HEADER = """\
 # driverpack pack file{written_by}.
 # Every key is explained in the README ("The pack file"); packs/helloworld/pack.toml
@@ -48,7 +49,7 @@ uuid = "{uuid}"
 version = {version}
 build = "1"
 # Shown as the RPMs' Vendor.
-vendor = "Example Corp"
+vendor = {vendor}
 # Optional. A control-<label> RPM then requires this, e.g. "product-version = 8.2.1".
 # base_requires = "product-version = 8.2.1"
 # Optional. What the host does after applying: restartHost, restartXAPI, restartPV, restartHVM.
@@ -90,6 +91,17 @@ class NewPack:
 
 
 @dataclass(frozen=True)
+class PackDraft:
+    """The [pack] values `inv new` writes."""
+
+    label: str
+    text: str
+    uuid: str
+    version: str
+    vendor: str
+
+
+@dataclass(frozen=True)
 class _Data:
     """A data folder taken from a tarball into the pack (or why not)."""
 
@@ -124,10 +136,12 @@ def new_pack(root: Path, label: str, tarballs: Sequence[Path] = (), spec: Path |
     first = drafts[0]
     text = str(first.value("summary")) if (spec is not None or tarballs) else f"{label} driver"
     version = str(first.value("version")) if (spec is not None or tarballs) else "1.0.0"
+    vendor = next((d.vendor for d in drafts if d.vendor), PLACEHOLDER_VENDOR)
     pack_id = str(uuid.uuid4())
-    _validate(label, text, pack_id, version, drafts, data, shown)
+    info = PackDraft(label, text, pack_id, version, vendor)
+    _validate(info, drafts, data, shown)
 
-    rendered = render_pack(label, text, pack_id, version, drafts, data, tarballs, spec)
+    rendered = render_pack(info, drafts, data, tarballs, spec)
     created_folder = not folder.exists()
     made: list[Path] = []
     try:
@@ -150,7 +164,7 @@ def new_pack(root: Path, label: str, tarballs: Sequence[Path] = (), spec: Path |
         if created_folder:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return NewPack(path, tuple(_report(root, label, shown, text, drafts, data)))
+    return NewPack(path, tuple(_report(info, shown, drafts, data)))
 
 
 # planning and checking, before anything is written
@@ -197,15 +211,7 @@ def _same_file(source: Path, dest: Path) -> bool:
                 return True
 
 
-def _validate(
-    label: str,
-    text: str,
-    pack_id: str,
-    version: str,
-    drafts: Sequence[DriverDraft],
-    data: Sequence[_Data | None],
-    shown: str,
-) -> None:
+def _validate(info: PackDraft, drafts: Sequence[DriverDraft], data: Sequence[_Data | None], shown: str) -> None:
     """The pack as it will be written must load: checked with the models before writing a byte."""
     drivers = []
     for draft, item in zip(drafts, data, strict=True):
@@ -214,7 +220,13 @@ def _validate(
             values["data"] = _data_values(draft, item)
         drivers.append(values)
     raw = {
-        "pack": {"label": label, "text": text, "uuid": pack_id, "version": version, "vendor": "Example Corp"},
+        "pack": {
+            "label": info.label,
+            "text": info.text,
+            "uuid": info.uuid,
+            "version": info.version,
+            "vendor": info.vendor,
+        },
         "target": {"kernel": "auto"},
         "drivers": drivers,
     }
@@ -289,26 +301,24 @@ def toml_value(value: TomlValue) -> str:
 
 
 def render_pack(
-    label: str,
-    text: str,
-    pack_id: str,
-    version: str,
+    info: PackDraft,
     drafts: Sequence[DriverDraft],
     data: Sequence[_Data | None],
     tarballs: Sequence[Path] = (),
     spec: Path | None = None,
 ) -> str:
     """The pack file text: every key with the comment that explains it."""
-    sources = [f"--from {t.name}" for t in tarballs] + ([f"--from-spec {spec.name}"] if spec else [])
-    written_by = f", written by: inv new {label} {' '.join(sources)}" if sources else ""
+    sources = ([f"--from-spec {spec.name}"] if spec else []) + [f"--from {t.name}" for t in tarballs]
+    written_by = f", written by: inv new {info.label} {' '.join(sources)}" if sources else ""
     parts = [
         HEADER.format(
             written_by=written_by,
-            label=label,
-            label_value=toml_string(label),
-            text=toml_string(text),
-            uuid=pack_id,
-            version=toml_string(version),
+            label=info.label,
+            label_value=toml_string(info.label),
+            text=toml_string(info.text),
+            uuid=info.uuid,
+            version=toml_string(info.version),
+            vendor=toml_string(info.vendor),
         )
     ]
     for draft, item in zip(drafts, data, strict=True):
@@ -347,13 +357,15 @@ def _render_keys(keys: Sequence[DraftKey]) -> list[str]:
 # what the user reads
 
 
-def _report(
-    root: Path, label: str, shown: str, text: str, drafts: Sequence[DriverDraft], data: Sequence[_Data | None]
-) -> list[str]:
+def _report(info: PackDraft, shown: str, drafts: Sequence[DriverDraft], data: Sequence[_Data | None]) -> list[str]:
+    label = info.label
     lines = [f"created {shown}"]
-    decide = [
-        f"pack.text: what the installer shows; now {text!r}",
-        f"pack.vendor and each changelog author: now 'Example Corp' and {DEFAULT_AUTHOR!r}",
+    decide = [f"pack.text: what the installer shows; now {info.text!r}"]
+    if info.vendor == PLACEHOLDER_VENDOR:
+        decide.append(f"pack.vendor: your company, the RPMs' Vendor; now {info.vendor!r}")
+    if any(_wrote_changelog(d) for d in drafts):
+        decide.append(f"the changelog's author: now {DEFAULT_AUTHOR!r}")
+    decide += [
         "target.kernel: 'auto' builds for the kernel installed here; for Citrix Hypervisor 8.2 set "
         "'4.19.0+1' and kernel_devel (see the comment in the file)",
     ]
@@ -381,6 +393,11 @@ def _report(
     lines.append("    pack.uuid: fresh; keep it for every build of this pack")
     lines.append(f"next: inv check --pack {label}, then inv release-zip --pack {label}")
     return lines
+
+
+def _wrote_changelog(draft: DriverDraft) -> bool:
+    entries = draft.value("changelog")
+    return isinstance(entries, list) and any(isinstance(e, dict) and e.get("author") == DEFAULT_AUTHOR for e in entries)
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -52,7 +52,7 @@ SECTIONS = frozenset(
 )
 _SECTION = re.compile(r"^%(" + "|".join(sorted(SECTIONS, key=len, reverse=True)) + r")(?![A-Za-z0-9_])(.*)$")
 _TAG = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(\([^)]*\))?\s*:\s*(.*)$")
-_DEFINE = re.compile(r"^%(define|global)\s+([A-Za-z_]\w*)(\([^)]*\))?\s*(.*)$")
+_DEFINE = re.compile(r"^%(define|global)\s+([A-Za-z_]\w*)(\([^)]*\))?\s*(.*)$", re.S)
 _CONDITIONAL = re.compile(r"^%(if|ifarch|ifnarch|ifos|ifnos|elif|elifarch|elifos|else|endif)\b")
 _CHANGELOG_HEAD = re.compile(r"^\*\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*(.*)$")
 _MONTHS = {
@@ -94,6 +94,7 @@ _STANDARD_LINES: dict[str, tuple[re.Pattern[str], ...]] = {
 }
 # Preamble tags a pack does not carry, but that change what the package does on a host.
 _DEPENDENCY_TAGS = ("requires", "provides", "conflicts", "obsoletes", "epoch", "supplements", "recommends")
+_OPTIONAL_MACROS = re.compile(r"^(?:%\{\?[^}]*\}\s*)+")
 _GENERATED_REQUIRES = re.compile(r"^(?:kernel-uname-r\b|/s?bin/depmod$|/usr/sbin/depmod$)")
 
 
@@ -140,9 +141,14 @@ def parse_spec(text: str) -> SpecFacts:
     not_carried: list[str] = []
     sections: list[tuple[str, str, list[str]]] = []  # (name, arguments, body lines)
     current: list[str] | None = None
+    depth = 0  # of %if blocks around the line
 
     for line in _logical_lines(text):
         stripped = line.strip()
+        conditional = _CONDITIONAL.match(stripped)
+        if conditional:
+            depth += {"endif": -1}.get(conditional.group(1), 1 if conditional.group(1).startswith("if") else 0)
+            depth = max(depth, 0)
         section = _SECTION.match(stripped)
         if section:
             current = []
@@ -151,8 +157,10 @@ def parse_spec(text: str) -> SpecFacts:
         define = _DEFINE.match(stripped)
         if define:
             name, params, body = define.group(2), define.group(3), define.group(4)
-            if name not in macros:  # both branches of a conditional are read: the first wins
-                macros[name] = None if params is not None else body.strip()
+            # Which branch of an %if holds depends on the build (a fallback for a macro the build
+            # defines, typically): such a macro's value is unknown here, as is a parametric one's.
+            if name not in macros or depth:
+                macros[name] = None if params is not None or depth else body.strip()
             continue
         if current is not None:
             current.append(line)
@@ -172,9 +180,9 @@ def parse_spec(text: str) -> SpecFacts:
             tags.setdefault("source0", value)
             raw_tags.setdefault("source0", value)
         elif key in _DEPENDENCY_TAGS:
-            expanded, _ = expand(value, macros)
+            expanded, complete = expand(value, macros)
             if key != "requires" or not _GENERATED_REQUIRES.match(expanded):
-                not_carried.append(f"{tag.group(1)}{tag.group(2) or ''}: {value}")
+                not_carried.append(f"{tag.group(1)}{tag.group(2) or ''}: {expanded if complete else value}")
         elif key not in tags:
             tags[key] = value
             raw_tags[key] = value
@@ -403,18 +411,15 @@ def _author(rest: str) -> str:
 
 def _custom_reason(name: str, arguments: str, body: list[str]) -> str:
     """Why a section does more than the generated spec would ("" when it does not)."""
-    lines = [
-        line.strip()
-        for line in body
-        if line.strip()
-        and not line.strip().startswith("#")
-        and not _CONDITIONAL.match(line.strip())
-        and not re.fullmatch(r"(?:%\{\?[^}]*\}\s*)+", line.strip())  # optional macros: empty outside their build
-    ]
+    # Optional macros (%{?_cov_wrap}) are empty outside the build system that defines them.
+    lines = [_OPTIONAL_MACROS.sub("", line.strip(), count=1).strip() for line in body]
+    lines = [line for line in lines if line and not line.startswith("#") and not _CONDITIONAL.match(line)]
     if name == "package":
         return "a subpackage the pack file cannot describe"
-    if name == "files" and arguments:
-        return f"'{arguments}': a file list the pack file cannot describe"
+    if name == "files" and ("-n" in arguments.split() or (arguments and not arguments.startswith("-"))):
+        return "the files of a subpackage"
+    if name == "files" and "-f" in arguments.split():
+        return "a file list made during the build (-f)"
     if not lines:
         return ""
     allowed = _STANDARD_LINES.get(name)

@@ -85,7 +85,7 @@ def verify_iso(
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).symlink_to((packages_dir / Path(name).name).resolve())
         update, attributes = _update_xml_problems(work, contents.volume_id, contents.application_id, problems)
-        key_file, key_problem = _public_key(iso, attributes.get("key", ""), public_key)
+        key_file, key_problem = public_key_for(iso, attributes.get("key", ""), public_key)
         if key_file is not None:
             signature_problems: list[str] = []
             for signed in (work / "update.xml", work / "repodata" / "repomd.xml"):
@@ -137,7 +137,7 @@ _KEY_HINT = (
 )
 
 
-def _public_key(iso: Path, named: str, given: Path | None) -> tuple[Path | None, str]:
+def public_key_for(iso: Path, named: str, given: Path | None) -> tuple[Path | None, str]:
     """The key to check signatures with: `given` (--key), else the file update.xml names, beside the ISO."""
     if given is not None:
         if given.is_file():
@@ -264,7 +264,7 @@ def _rpm_problems(work: Path, attributes: dict[str, str], kernel: tuple[str, str
     for info in payload:
         kernels = {m.group(1) for f in info.files if (m := _MODULE_PATH.match(f.path))}
         if kernels:
-            target, why = _target_kernel(info, kernel, kernels)
+            target, why = target_kernel(info, kernel, kernels)
             targets.setdefault(target, why)
             problems += check_kmod_rpm(info, target)
             modules += sum(1 for f in info.files if f.path.endswith(".ko"))
@@ -277,7 +277,7 @@ def _rpm_problems(work: Path, attributes: dict[str, str], kernel: tuple[str, str
     return problems
 
 
-def _target_kernel(info: RpmInfo, given: tuple[str, str] | None, from_paths: set[str]) -> tuple[str, str]:
+def target_kernel(info: RpmInfo, given: tuple[str, str] | None, from_paths: set[str]) -> tuple[str, str]:
     """The kernel a module RPM is checked against, and where that came from."""
     if given:
         return given
