@@ -298,7 +298,8 @@ def draft_from_spec(spec: Path) -> DriverDraft:
     source_file = _beside(spec, source_name)
     if source_file is not None:
         copies.append((source_file, source_name))
-        found.append(f"source {source_name}: Source0:, copied from {source_file.parent}")
+        where = "beside the spec" if source_file.parent == spec.parent else "in ../SOURCES/"
+        found.append(f"source {source_name}: Source0:, found {where}")
     else:
         said = f"Source0: {facts.source0}" if facts.source0 else "no Source0 in the spec"
         decide.append(("source", f"put {source_name} beside pack.toml ({said}; not found beside the spec)"))
