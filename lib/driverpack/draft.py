@@ -168,7 +168,14 @@ def draft_from_tarball(tarball: Path) -> DriverDraft:
     """A driver entry read from a tarball without extracting it: name, version, summary, license, data folder."""
     if not tarball.is_file():
         raise PackError([f"--from {tarball}: no such file"], hint="give the path of the driver's source tarball")
-    layout = inspect_tarball(tarball)
+    try:
+        layout = inspect_tarball(tarball)
+    except PackError as exc:
+        raise PackError(
+            [f"--from {p}" if p.startswith(str(tarball)) else p for p in exc.problems],
+            hint=exc.hint
+            or "a driver with its own build system: start from its spec, 'inv new LABEL --from-spec SPEC'",
+        ) from None
     base, version_text = split_tarball_name(tarball.name)
     name, name_why = choose_name(layout.modules, base)
     found = [f"name {name}: {name_why}"]
@@ -298,7 +305,7 @@ def draft_from_spec(spec: Path) -> DriverDraft:
     source_file = _beside(spec, source_name)
     if source_file is not None:
         copies.append((source_file, source_name))
-        where = "beside the spec" if source_file.parent == spec.parent else "in ../SOURCES/"
+        where = "beside the spec" if source_file.parent == spec.absolute().parent else "in ../SOURCES/"
         found.append(f"source {source_name}: Source0:, found {where}")
     else:
         said = f"Source0: {facts.source0}" if facts.source0 else "no Source0 in the spec"
@@ -374,6 +381,7 @@ def _file_name(value: str) -> str:
 
 def _beside(spec: Path, name: str) -> Path | None:
     """`name` beside the spec, or in ../SOURCES/ of an rpmbuild tree (SPECS/ and SOURCES/ side by side)."""
+    spec = spec.absolute()
     for folder in (spec.parent, spec.parent.parent / "SOURCES"):
         candidate = folder / name
         if candidate.is_file():

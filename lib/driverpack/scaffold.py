@@ -127,8 +127,8 @@ def new_pack(root: Path, label: str, tarballs: Sequence[Path] = (), spec: Path |
 
     drafts: list[DriverDraft] = []
     if spec is not None:
-        drafts.append(draft_from_spec(spec.absolute()))
-    drafts += [draft_from_tarball(tarball.absolute()) for tarball in tarballs]
+        drafts.append(draft_from_spec(spec))
+    drafts += [draft_from_tarball(tarball) for tarball in tarballs]
     if not drafts:
         drafts.append(blank_draft(label))
     data = [_data_plan(d) for d in drafts]
