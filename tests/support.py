@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The shared material beside the checkout (CH 8.2's kernel-devel RPM, reference pack ISOs).
+SHARED = REPO.parent / "shared"
 INV = Path(sys.executable).with_name("inv")
 TARBALL_MTIME = 1704067200  # 2024-01-01 00:00 UTC: the test tarballs are the same bytes every run
 

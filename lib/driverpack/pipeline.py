@@ -732,18 +732,53 @@ def print_status(loaded: LoadedPack, root: Path) -> None:
         print(f"    {step:<12} " + f"\n    {'':<12} ".join(parts))
 
 
-def verify(loaded: LoadedPack, root: Path, iso_path: Path | None = None) -> None:
-    """Check an ISO without building anything (the kernel comes from the pack's target)."""
+def verify(
+    loaded: LoadedPack, root: Path, iso_path: Path | None = None, key: Path | None = None, kernel: str | None = None
+) -> None:
+    """Check an ISO without building anything (the kernel comes from the pack's target unless given)."""
     ctx = make_context(loaded, root)
-    _verify(ctx, iso_path or ctx.dist / f"{ctx.label}.iso")
+    _verify(ctx, iso_path or ctx.dist / f"{ctx.label}.iso", key=key, kernel=kernel)
 
 
-def _verify(ctx: Context, iso_path: Path, packages_dir: Path | None = None) -> VerifyReport:
+def verify_file(iso_path: Path, key: Path | None = None, kernel: str | None = None) -> None:
+    """Check any pack ISO without a pack file; the key and kernel are given or read from the ISO."""
     from driverpack.steps.verify import verify_iso
 
-    report = timed(
-        "verify", ctx.label, lambda: verify_iso(iso_path, kernel=ctx.kernel.release or None, packages_dir=packages_dir)
+    _reported(iso_path.name, lambda: verify_iso(iso_path, kernel=kernel, public_key=key))
+
+
+def _verify(
+    ctx: Context,
+    iso_path: Path,
+    packages_dir: Path | None = None,
+    key: Path | None = None,
+    kernel: str | None = None,
+) -> VerifyReport:
+    from driverpack.steps.verify import verify_iso
+
+    target = kernel or ctx.kernel.release or None
+    return _reported(
+        ctx.label,
+        lambda: verify_iso(
+            iso_path,
+            kernel=target,
+            kernel_origin="--kernel" if kernel else "the pack's target",
+            public_key=key,
+            packages_dir=packages_dir,
+        ),
     )
+
+
+def _reported(label: str, check: Callable[[], VerifyReport]) -> VerifyReport:
+    """Run verify as a step; the checks that held are listed even when others failed."""
+    from driverpack.steps.verify import VerifyFailed
+
+    try:
+        report = timed("verify", label, check)
+    except VerifyFailed as exc:
+        for line in exc.passed:
+            say(f"    {line}")
+        raise
     for line in report.lines:
         say(f"    {line}")
     return report

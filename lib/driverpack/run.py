@@ -40,6 +40,21 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
 
 
 _step_log = threading.local()  # the log of the step running on this thread, for calls that name none
+# -v/--verbose: also print each tool's `+ argv` on screen. One switch for the whole process (tool
+# calls run on worker threads too); set only through commands_on_screen().
+_commands_on_screen = False
+
+
+@contextlib.contextmanager
+def commands_on_screen(on: bool) -> Iterator[None]:
+    """While active, print `+ argv` of every tool call on standard error too, not only in the step's log."""
+    global _commands_on_screen
+    previous = _commands_on_screen
+    _commands_on_screen = on
+    try:
+        yield
+    finally:
+        _commands_on_screen = previous
 
 
 @contextlib.contextmanager
@@ -90,14 +105,15 @@ def run(
     stdout_to: Path | None = None,
     pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv; log `+ argv`; append output to `log`; raise ToolError on failure when `check`.
+    """Run argv; write `+ argv` and the output to `log`; raise ToolError on failure when `check`.
 
+    `+ argv` reaches the screen only under commands_on_screen(True), and never for `quiet` probes.
     `stdout_to` streams standard output into that file instead of memory (large payloads).
     `pass_fds` stay open in the process (every other descriptor is closed).
     """
     args = [os.fspath(a) for a in argv]
     log = log if log is not None else getattr(_step_log, "path", None)
-    if not quiet:
+    if _commands_on_screen and not quiet:
         print("+ " + " ".join(_quote(a) for a in args), file=sys.stderr, flush=True)
     full_env = base_env(source_date_epoch)
     if env:

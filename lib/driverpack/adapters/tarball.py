@@ -433,6 +433,117 @@ def _read_texts(
     return texts
 
 
+# what a driver's sources say about themselves (for inv new --from)
+
+# Bounds that keep a large vendor tarball fast: MODULE_* lines sit in the build folders' C files.
+SOURCE_READ_CAP = 1024 * 1024
+SOURCE_FILES_CAP = 200
+SOURCE_TOTAL_CAP = 16 * 1024 * 1024
+_C_SUFFIXES = (".c", ".h")
+_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_MODULE_TAG = re.compile(rf"\bMODULE_(DESCRIPTION|LICENSE)\s*\(\s*((?:{_STRING}|[A-Za-z_]\w*+|\s)+)\)")
+_DEFINE = re.compile(rf"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)[ \t]+((?:{_STRING}|[A-Za-z_]\w*+|[ \t])+)$", re.M)
+_TOKEN = re.compile(rf"{_STRING}|[A-Za-z_]\w*")
+_C_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+_ESCAPES = {"n": " ", "t": " ", '"': '"', "\\": "\\", "'": "'"}
+
+
+@dataclass(frozen=True)
+class ModuleTags:
+    """MODULE_DESCRIPTION and MODULE_LICENSE as one C file of the tarball states them."""
+
+    file: str
+    """Relative to the top directory (or the root)."""
+    description: str | None
+    license: str | None
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What a tarball's files say beyond its layout: module tags and the directories it holds."""
+
+    tags: tuple[ModuleTags, ...]
+    """One per C file that states a tag, in folder order, then file name."""
+    directories: tuple[str, ...]
+    """Every directory, relative to the top directory (or the root), sorted."""
+    files: tuple[str, ...]
+    """Every file (hard links included), relative to the top directory (or the root), sorted."""
+    symlinks: tuple[str, ...]
+    """Every symbolic link, likewise."""
+
+
+def read_source_facts(path: Path, folders: Sequence[str]) -> SourceFacts:
+    """MODULE_DESCRIPTION/MODULE_LICENSE of the C files directly in `folders`, read without extracting.
+
+    `folders` are relative to the top directory, like KbuildFolder.path. Reads are bounded (per
+    file, file count, total) so a large vendor tarball stays fast; a tag whose value is a macro is
+    resolved from `#define NAME "text"` in the files read.
+    """
+    with _open(path) as tar:
+        archive = _scan(path, tar)
+        top = len(archive.top)
+        wanted_dirs = {tuple(p for p in folder.split("/") if p) for folder in folders}
+        members: dict[_Parts, tarfile.TarInfo] = {}
+        total = 0
+        candidates = sorted(
+            (e for e in archive.entries if e.kind == "file" and e.data is not None),
+            key=lambda e: (not e.parts[-1].endswith(".c"), e.parts),
+        )
+        for entry in candidates:
+            if entry.parts[top:-1] not in wanted_dirs or not entry.parts[-1].endswith(_C_SUFFIXES):
+                continue
+            assert entry.data is not None
+            if len(members) >= SOURCE_FILES_CAP or total >= SOURCE_TOTAL_CAP:
+                break
+            members[entry.parts] = entry.data
+            total += min(entry.data.size, SOURCE_READ_CAP)
+        texts = _read_texts(path, tar, members, cap=SOURCE_READ_CAP)
+    listed: dict[str, list[str]] = {"directory": [], "file": [], "symlink": []}
+    for entry in archive.entries:
+        if len(entry.parts) > top:
+            listed[entry.kind].append("/".join(entry.parts[top:]))
+    return SourceFacts(
+        _module_tags(texts, top),
+        tuple(sorted(listed["directory"])),
+        tuple(sorted(listed["file"])),
+        tuple(sorted(listed["symlink"])),
+    )
+
+
+def _module_tags(texts: Mapping[_Parts, str], top: int) -> tuple[ModuleTags, ...]:
+    code = {parts: _C_COMMENT.sub(" ", text) for parts, text in texts.items()}
+    defines: dict[str, str] = {}
+    for text in code.values():
+        for match in _DEFINE.finditer(text):
+            defines.setdefault(match.group(1), match.group(2))
+    found = []
+    for parts in sorted(code, key=lambda p: (len(p), p)):
+        values: dict[str, str | None] = {"DESCRIPTION": None, "LICENSE": None}
+        for match in _MODULE_TAG.finditer(code[parts]):
+            if values[match.group(1)] is None:
+                values[match.group(1)] = _c_string(match.group(2), defines)
+        if any(values.values()):
+            found.append(ModuleTags("/".join(parts[top:]), values["DESCRIPTION"], values["LICENSE"]))
+    return tuple(found)
+
+
+def _c_string(expression: str, defines: Mapping[str, str], depth: int = 0) -> str | None:
+    """The text of adjacent C string literals and macros that expand to them; None when not that simple."""
+    text = ""
+    for token in _TOKEN.findall(expression):
+        if token.startswith('"'):
+            text += re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), token[1:-1])
+        elif token in defines and depth < 8:
+            value = _c_string(defines[token], defines, depth + 1)
+            if value is None:
+                return None
+            text += value
+        else:
+            return None
+    text = " ".join(text.split())
+    return text or None
+
+
 def _file_data(
     entry: _Entry, data: Mapping[_Parts, tarfile.TarInfo], links: Mapping[_Parts, str]
 ) -> tarfile.TarInfo | None:

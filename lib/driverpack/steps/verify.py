@@ -31,11 +31,26 @@ class VerifyReport:
     iso_md5: str  # md5 of the whole ISO, as read back
 
 
-def verify_iso(
-    iso: Path, *, kernel: str | None = None, public_key: Path | None = None, packages_dir: Path | None = None
-) -> VerifyReport:
-    """Every check of DESIGN.md's "Verification"; BuildError listing every problem found.
+class VerifyFailed(BuildError):
+    """The ISO failed some checks; `passed` holds the report lines of those that held."""
 
+    def __init__(self, message: str, passed: tuple[str, ...], hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.passed = passed
+
+
+def verify_iso(
+    iso: Path,
+    *,
+    kernel: str | None = None,
+    kernel_origin: str = "--kernel",
+    public_key: Path | None = None,
+    packages_dir: Path | None = None,
+) -> VerifyReport:
+    """Every check of DESIGN.md's "Verification"; VerifyFailed listing every problem found.
+
+    `public_key` defaults to the key file update.xml names, beside the ISO; `kernel` (for the
+    vermagic check) to each module RPM's `Requires: kernel-uname-r`, else its module paths.
     Every RPM on the ISO is streamed once and its sha256 compared with the repodata. `packages_dir`
     (the staged RPMs the ISO was just written from) spares extracting large RPMs for the rpm-level
     checks: the sha256 match shows they are the same bytes.
@@ -70,28 +85,32 @@ def verify_iso(
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).symlink_to((packages_dir / Path(name).name).resolve())
         update, attributes = _update_xml_problems(work, contents.volume_id, contents.application_id, problems)
-        key_file = public_key or iso.parent / attributes.get("key", "")
-        if attributes.get("key") and key_file.is_file():
+        key_file, key_problem = public_key_for(iso, attributes.get("key", ""), public_key)
+        if key_file is not None:
+            signature_problems: list[str] = []
             for signed in (work / "update.xml", work / "repodata" / "repomd.xml"):
                 asc = signed.with_name(signed.name + ".asc")
-                problems += _problems_of(functools.partial(gpg.verify_detached, key_file, signed, asc, work))
+                signature_problems += _problems_of(functools.partial(gpg.verify_detached, key_file, signed, asc, work))
             rpms = [work / n for n in rpm_paths]
             # Signatures only: each file's sha256 is compared with the repodata below.
             signatures = pool.submit(
                 _problems_of, lambda: gpg.check_rpm_signatures(key_file, rpms, work, digests=False)
             )
             digests = file_digests(iso, rpm_paths)
-            problems += signatures.result()
-            ok.append(f"signatures verified with {key_file.name}: update.xml, repomd.xml, {len(rpms)} RPMs")
+            signature_problems += signatures.result()
+            problems += signature_problems
+            if not signature_problems:
+                ok.append(f"signatures verified with {key_file.name}: update.xml, repomd.xml, {len(rpms)} RPMs")
         else:
-            problems.append(f"public key {key_file} not found: cannot verify the signatures (use --key)")
+            problems.append(key_problem)
             digests = file_digests(iso, rpm_paths)
         package_files = {n: (sizes[n], digests[n]) for n in rpm_paths}
-        _collect(problems, lambda: check_repodata(work, package_files=package_files))
-        listed = read_repodata(work) if not problems else ()
+        repodata_problems = _problems_of(lambda: check_repodata(work, package_files=package_files))
+        problems += repodata_problems
+        listed = () if repodata_problems else _listed_packages(work)
         if listed:
             ok.append(f"repodata: {len(listed)} packages listed with matching sha256, gzip primary, groups")
-        problems += _rpm_problems(work, attributes, kernel, ok)
+        problems += _rpm_problems(work, attributes, (kernel, kernel_origin) if kernel else None, ok)
         iso_md5 = md5_future.result()
         problems += _md5_problems(iso, iso_md5, work, ok)
         if update is not None:
@@ -104,8 +123,35 @@ def verify_iso(
     # Name files by their place on the ISO, not the scratch folder that no longer exists.
     problems = [p.replace(f"{work}/", f"{iso.name}:") for p in problems]
     if problems:
-        raise BuildError(f"{iso.name} failed verification:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise VerifyFailed(
+            f"{iso.name} failed verification:\n" + "\n".join(f"  - {p}" for p in problems),
+            tuple(ok),
+            hint=_KEY_HINT if key_file is None else "",
+        )
     return VerifyReport(tuple(ok), iso_md5)
+
+
+_KEY_HINT = (
+    "give the public key the pack was signed with: 'inv verify --iso ISO --key FILE' "
+    "(the file a vendor ships for /opt/xensource/debug/import-update-key)"
+)
+
+
+def public_key_for(iso: Path, named: str, given: Path | None) -> tuple[Path | None, str]:
+    """The key to check signatures with: `given` (--key), else the file update.xml names, beside the ISO."""
+    if given is not None:
+        if given.is_file():
+            return given, ""
+        return None, f"signatures not checked: --key {given}: no such file"
+    if not named:
+        return None, "signatures not checked: update.xml names no key file"
+    # A plain file name only: update.xml comes from the ISO being checked and must not pick a path.
+    if Path(named).name != named or named in (".", ".."):
+        return None, f"signatures not checked: update.xml names the key {named!r}, which is not a file name"
+    found = iso.parent / named
+    if found.is_file():
+        return found, ""
+    return None, f"signatures not checked: update.xml names the key {named}, which is not beside the ISO"
 
 
 def _md5(path: Path) -> str:
@@ -121,8 +167,11 @@ def _problems_of(check: Callable[[], object]) -> list[str]:
     return []
 
 
-def _collect(problems: list[str], check: Callable[[], object]) -> None:
-    problems += _problems_of(check)
+def _listed_packages(work: Path) -> tuple[object, ...]:
+    try:
+        return tuple(read_repodata(work))
+    except DriverpackError:
+        return ()
 
 
 def _independent_reader_problems(iso: Path, names: set[str], ok: list[str]) -> list[str]:
@@ -182,7 +231,7 @@ def _update_xml_problems(
     return root, attributes
 
 
-def _rpm_problems(work: Path, attributes: dict[str, str], kernel: str | None, ok: list[str]) -> list[str]:
+def _rpm_problems(work: Path, attributes: dict[str, str], kernel: tuple[str, str] | None, ok: list[str]) -> list[str]:
     problems: list[str] = []
     label = attributes.get("name-label", "")
     infos: list[RpmInfo] = []
@@ -211,10 +260,12 @@ def _rpm_problems(work: Path, attributes: dict[str, str], kernel: str | None, ok
     if attributes.get("installation-size") and attributes["installation-size"] != str(size):
         problems.append(f"update.xml: installation-size {attributes['installation-size']} != payload's {size}")
     modules = 0
+    targets: dict[str, str] = {}
     for info in payload:
         kernels = {m.group(1) for f in info.files if (m := _MODULE_PATH.match(f.path))}
         if kernels:
-            target = kernel or sorted(kernels)[0]
+            target, why = target_kernel(info, kernel, kernels)
+            targets.setdefault(target, why)
             problems += check_kmod_rpm(info, target)
             modules += sum(1 for f in info.files if f.path.endswith(".ko"))
         elif info.name.endswith("-data"):
@@ -222,7 +273,19 @@ def _rpm_problems(work: Path, attributes: dict[str, str], kernel: str | None, ok
         else:
             problems += check_common(info)
     ok.append(f"{len(payload)} payload RPMs checked ({modules} modules, vermagic, paths, rpm 4.11 payloads)")
+    ok += [f"modules checked for kernel {target} ({why})" for target, why in sorted(targets.items())]
     return problems
+
+
+def target_kernel(info: RpmInfo, given: tuple[str, str] | None, from_paths: set[str]) -> tuple[str, str]:
+    """The kernel a module RPM is checked against, and where that came from."""
+    if given:
+        return given
+    for requirement in info.requires:
+        words = requirement.split()
+        if len(words) == 3 and words[0] == "kernel-uname-r" and words[1] == "=":
+            return words[2], "the RPMs' Requires: kernel-uname-r"
+    return sorted(from_paths)[0], "the module paths"
 
 
 def _md5_problems(iso: Path, iso_md5: str, work: Path, ok: list[str]) -> list[str]:
