@@ -11,13 +11,14 @@ import datetime as dt
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from driverpack.adapters.tarball import ModuleTags, SourceFacts, TarballLayout, inspect_tarball, read_source_facts
 from driverpack.errors import PackError
 from driverpack.models import data_path_allowed
 from driverpack.specread import SpecFacts, parse_spec
 
-TomlValue = str | list[str] | list[dict[str, str]]
+TomlValue = str | bool | list[Any] | dict[str, Any]
 
 _TARBALL_SUFFIX = re.compile(r"\.(?:tar(?:\.[A-Za-z0-9]+)?|tgz|tbz2?|txz)$")
 _NAME_VERSION = re.compile(r"^(?P<base>.+?)[-_]v?(?P<version>\d[A-Za-z0-9._+~-]*)$")
@@ -176,8 +177,14 @@ def draft_from_tarball(tarball: Path) -> DriverDraft:
             hint=exc.hint
             or "a driver with its own build system: start from its spec, 'inv new LABEL --from-spec SPEC'",
         ) from None
+    from driverpack.proposal import dkms_package_name
+
     base, version_text = split_tarball_name(tarball.name)
-    name, name_why = choose_name(layout.modules, base)
+    package = dkms_package_name(tarball).removesuffix("-dkms")  # Debian names its DKMS packages <name>-dkms
+    if package and rpm_name(package) == package:
+        name, name_why = package, "PACKAGE_NAME in the tarball's dkms.conf"
+    else:
+        name, name_why = choose_name(layout.modules, base)
     found = [f"name {name}: {name_why}"]
     decide: list[tuple[str, str]] = []
 
@@ -212,6 +219,8 @@ def draft_from_tarball(tarball: Path) -> DriverDraft:
     )
 
     data = _data_folder(tarball, name, facts)
+    route = _route_keys(tarball, name)
+    found += [f"route: {reason}" for reason in route.reasons]
     keys = (
         DraftKey("name", name, ("Name: the kernel-module RPM's name.",)),
         DraftKey("version", version, ("RPM_VERSION and RPM_RELEASE: no '-' in either.",)),
@@ -225,6 +234,7 @@ def draft_from_tarball(tarball: Path) -> DriverDraft:
         DraftKey("license", license_text),
         DraftKey("patches", [], ("Optional: patches applied in order with -p1 after unpacking.",)),
         changelog_today("First release"),
+        *route.keys,
     )
     return DriverDraft(
         keys=keys,
@@ -234,6 +244,33 @@ def draft_from_tarball(tarball: Path) -> DriverDraft:
         decide=tuple(decide),
         origin=tarball.name,
     )
+
+
+@dataclass(frozen=True)
+class _Route:
+    keys: tuple[DraftKey, ...]
+    reasons: tuple[str, ...]
+
+
+def _route_keys(tarball: Path, name: str) -> _Route:
+    """The build route the tree asks for (dkms.conf, kcompat-generator.sh, Makefile.alt, ...), as draft keys."""
+    from driverpack.proposal import propose_route
+
+    proposal = propose_route(tarball, name)
+    keys = []
+    for index, (key, value) in enumerate(proposal.keys.items()):
+        comment = ("The build route read from the tarball (see 'Vendor drivers' in the README):",) if index == 0 else ()
+        keys.append(DraftKey(key, _plain(value), comment))
+    return _Route(tuple(keys), proposal.reasons)
+
+
+def _plain(value: Any) -> TomlValue:
+    """A proposal's value (tuples, mappings) as the plain lists and dicts a draft holds."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value if isinstance(value, bool) else str(value)
 
 
 def _build_folders(layout: TarballLayout) -> list[str]:

@@ -130,6 +130,13 @@ def parse_dkms_conf(path: str, text: str) -> DkmsConf:
     return DkmsConf(path, values)
 
 
+def dkms_package_name(tarball: Path) -> str:
+    """PACKAGE_NAME of the tree's (shallowest) dkms.conf, "" when it has none."""
+    tree = read_markers(tarball)
+    confs = _shallowest([p for p in tree.texts if PurePosixPath(p).name == "dkms.conf"])
+    return parse_dkms_conf(confs[0], tree.texts[confs[0]]).first("PACKAGE_NAME") if confs else ""
+
+
 def _dkms_word(word: str) -> str | None:
     """A word of a dkms command with dkms's variables as placeholders; None when another variable remains."""
     text = re.sub(

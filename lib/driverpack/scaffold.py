@@ -287,17 +287,18 @@ def toml_string(text: str) -> str:
 
 
 def toml_value(value: TomlValue) -> str:
+    """A TOML value: strings, booleans, arrays (tables one per line), inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return toml_string(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(val)}" for key, val in value.items()) + " }"
     if not value:
         return "[]"
-    if all(isinstance(item, str) for item in value):
-        return "[" + ", ".join(toml_string(str(item)) for item in value) + "]"
-    rows = []
-    for item in value:
-        assert isinstance(item, dict)
-        rows.append("  { " + ", ".join(f"{key} = {toml_string(val)}" for key, val in item.items()) + " },")
-    return "[\n" + "\n".join(rows) + "\n]"
+    if not any(isinstance(item, dict) for item in value):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return "[\n" + "\n".join(f"  {toml_value(item)}," for item in value) + "\n]"
 
 
 def render_pack(

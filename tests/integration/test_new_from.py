@@ -204,4 +204,4 @@ def test_a_failing_tool_shows_its_command_output_and_log(session: Session) -> No
     error = proc.stderr[proc.stderr.index("error:") :]
     assert "'rpmbuild' failed with exit code 1: " in error and "rpmbuild -ba" in error, show(proc)
     assert "the vendor build says no" in error
-    assert "full log: " in error and "rpmbuild-failing.log" in error
+    assert "full log: " in error and "logs/kmod-failing.log" in error

@@ -279,6 +279,29 @@ def test_proposal_is_the_case_route(case: str, tmp_path: Path) -> None:
     assert proposal.reasons
 
 
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"flags-with-spaces", "exported-symbols"}))
+def test_new_from_writes_the_route(case: str, tmp_path: Path) -> None:
+    """`inv new --from` writes the proposed route into the pack, says why, and inv check accepts the pack."""
+    tarball = CASES[case].write_tarball(tmp_path)
+    created = inv(tmp_path, "new", "vendor", "--from", str(tarball))
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "route: chose: " in created.stdout or "route: guessed: " in created.stdout, created.stdout
+    (driver,) = load_pack(tmp_path / "packs" / "vendor").pack.drivers
+    route = {k: v for k, v in CASES[case].keys.items() if k not in ("name", "version")}
+    written = driver.model_dump(include=set(route), exclude_defaults=True)
+    assert json.loads(json.dumps(written)) == route, created.stdout
+    assert driver.name == CASES[case].name
+
+
+def test_new_from_a_vendor_tree_builds_with_no_hand_edit(tmp_path: Path) -> None:
+    """Intel-shaped (kcompat-generator.sh in src/): the pack `inv new --from` writes builds as it is."""
+    tarball = CASES["generator"].write_tarball(tmp_path)
+    assert inv(tmp_path, "new", "intel", "--from", str(tarball)).returncode == 0
+    built = inv(tmp_path, "build-rpms", "--pack", "intel")
+    assert built.returncode == 0, built.stderr
+    assert "    compiled kcgen (1/1)" in built.stderr, built.stderr
+
+
 def test_wrong_folder_guess_names_the_candidates(tmp_path: Path, debian: Built) -> None:
     """When no folder names the driver's module, the shallowest is built; its failure lists the candidates."""
     case = CASES["wrong-folder"]
