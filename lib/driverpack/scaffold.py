@@ -54,9 +54,11 @@ vendor = {vendor}
 # base_requires = "product-version = 8.2.1"
 # Optional. What the host does after applying: restartHost, restartXAPI, restartPV, restartHVM.
 # after_apply = ["restartHost"]
-# Optional. An armored secret key (no passphrase) that signs the RPMs, update.xml and repomd.xml.
+# Optional. The RSA key that signs the RPMs, update.xml and repomd.xml: a secret key file (its
+# passphrase may stay on it), or the fingerprint of a key in your GnuPG keyring (or smartcard).
 # Absent: a local test key is made once in keys/ (a warning says how to import it on the host).
 # signing_key = "keys/RPM-GPG-KEY-example"
+# signing_fingerprint = "0123456789ABCDEF0123456789ABCDEF01234567"
 
 [target]
 # The target host's `uname -r`. "auto": the one kernel whose build dir is installed on this

@@ -62,7 +62,7 @@ def other_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("other-key")
     secret, _ = generate_test_key(work / "keys")
     public = work / "RPM-GPG-KEY-other"
-    with load_key(secret, work) as key:
+    with load_key(secret) as key:
         export_public_key(key, public)
     return public
 
