@@ -1,6 +1,8 @@
 """Pydantic models of the pack file: the one boundary every pack passes before any step runs.
 
 Validators check shape only; anything that looks at the disk or a tool is the preflight's job.
+docs/pack-values.md lists, for every key, where its value ends up and which rule here or in the
+preflight keeps it there.
 """
 
 from __future__ import annotations
@@ -16,15 +18,41 @@ _RPM_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
 _RPM_VERSION = re.compile(r"^[A-Za-z0-9._+~^]+$")
 _LABEL = re.compile(r"^[A-Za-z0-9_-]+$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_KERNEL = re.compile(r"^[A-Za-z0-9._+~-]+$")
+# Starts with a letter or digit: the release is also an argument of depmod and dracut on the host.
+_KERNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
+
+# Names, versions, releases and the label are put together into file names (name-version-release.arch.rpm,
+# .label-version.zip.tmp-PID): 64 characters each keeps every such name far below the 255-byte limit.
+NAME_MAX = 64
+# Linux limits: a whole path, and one name in it.
+PATH_MAX = 4096
+PATH_NAME_MAX = 255
+
+SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+# A file name rpm's Source/Patch tags, %setup's unquoted shell words and a tar member take as it is.
+_SOURCES_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]{0,127}")
+
+
+def shown(value: str) -> str:
+    """A pack value quoted for a message: repr (so control characters show), cut when very long."""
+    return repr(value) if len(value) <= 120 else repr(value[:120]) + f"... ({len(value)} characters)"
+
+
+def _length(value: str, what: str) -> None:
+    if len(value) > NAME_MAX:
+        raise ValueError(
+            f"{shown(value)} is too long for a {what}: "
+            f"use at most {NAME_MAX} characters (it becomes part of file names)"
+        )
 
 
 def _rpm_name(value: str) -> str:
     if not _RPM_NAME.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid rpm package name "
+            f"{shown(value)} is not a valid rpm package name "
             "(letters, digits and . _ + - only, starting with a letter, digit, _ or +)"
         )
+    _length(value, "package name")
     return value
 
 
@@ -41,18 +69,22 @@ def _version_like(value: str, what: str, example: str) -> str:
         raise ValueError(f"the {what} is empty (use e.g. {example})")
     if "-" in value:
         fix = "use 1.0.1 or put the suffix in release" if what == "version" else "use 1.1 or 1_1"
-        raise ValueError(f"{value!r} contains '-', which rpm does not allow in a {what} ({fix})")
+        raise ValueError(f"{shown(value)} contains '-', which rpm does not allow in a {what} ({fix})")
     if not _RPM_VERSION.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})")
+        raise ValueError(
+            f"{shown(value)} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})"
+        )
+    _length(value, what)
     return value
 
 
 def _label(value: str) -> str:
     if not _LABEL.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid label: use letters, digits, '_' and '-' only "
+            f"{shown(value)} is not a valid label: use letters, digits, '_' and '-' only "
             "(it becomes update-<label>, the yum repo id and the ISO volume id)"
         )
+    _length(value, "label")
     return value
 
 
@@ -67,9 +99,14 @@ def _uuid(value: str) -> str:
 
 
 def _kernel(value: str) -> str:
-    if value != "auto" and not _KERNEL.fullmatch(value):
-        raise ValueError(f"{value!r} is not a kernel release (uname -r of the target, e.g. '4.19.0+1')")
+    if value != "auto" and not is_kernel_release(value):
+        raise ValueError(f"{shown(value)} is not a kernel release (uname -r of the target, e.g. '4.19.0+1')")
     return value
+
+
+def is_kernel_release(value: str) -> bool:
+    """Whether a kernel release is safe in the spec, in paths and as a depmod argument (also for 'auto')."""
+    return len(value) <= NAME_MAX and bool(_KERNEL.fullmatch(value))
 
 
 _MAKE_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9._+/:,=-]*")
@@ -94,12 +131,44 @@ def _one_line(value: str) -> str:
     return value
 
 
+def _optional_one_line(value: str) -> str:
+    return value if value == "" else _one_line(value)
+
+
+def _text(value: str) -> str:
+    """Several lines (a description, a changelog entry): Windows line ends become plain ones."""
+    value = value.replace("\r\n", "\n")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise ValueError("contains control characters; remove them")
+    return value
+
+
 def _relative_or_absolute_path(value: str) -> str:
     if value.strip() == "":
         raise ValueError("must not be empty")
-    if "\n" in value or "\0" in value:
-        raise ValueError("is not a usable file path")
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise ValueError(f"{shown(value)} is not a usable file path (it holds a line break or a control character)")
+    if len(value.encode()) > PATH_MAX:
+        raise ValueError(f"the path is longer than Linux allows ({PATH_MAX} bytes)")
+    if any(len(part.encode()) > PATH_NAME_MAX for part in value.split("/")):
+        raise ValueError(f"{shown(value)} has a name longer than Linux allows ({PATH_NAME_MAX} bytes)")
     return value
+
+
+def _optional_path(value: str) -> str:
+    return value if value == "" else _relative_or_absolute_path(value)
+
+
+def sources_name(value: str, derived_stem: str, suffixes: tuple[str, ...]) -> str:
+    """The name a source or patch gets in rpmbuild's SOURCES (and the spec): its own when that is safe, else derived.
+
+    The derived name is made of validated names only, so no file name from the disk reaches a spec.
+    """
+    name = PurePosixPath(value).name
+    if _SOURCES_NAME.fullmatch(name):
+        return name
+    suffix = next((s for s in suffixes if name.endswith(s)), suffixes[0])
+    return derived_stem + suffix
 
 
 RpmName = Annotated[str, AfterValidator(_rpm_name)]
@@ -109,7 +178,10 @@ Label = Annotated[str, AfterValidator(_label)]
 Uuid = Annotated[str, AfterValidator(_uuid)]
 KernelRelease = Annotated[str, AfterValidator(_kernel)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
+OptionalOneLine = Annotated[str, AfterValidator(_optional_one_line)]
+Text = Annotated[str, AfterValidator(_text)]
 FilePath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
+OptionalFilePath = Annotated[str, AfterValidator(_optional_path)]  # "" means: not set
 MakeArg = Annotated[str, AfterValidator(_make_arg)]
 AfterApply = Literal["restartHost", "restartXAPI", "restartPV", "restartHVM"]
 
@@ -121,17 +193,17 @@ class _Model(BaseModel):
 class ChangelogEntry(_Model):
     date: dt.date
     author: OneLine
-    text: str = Field(min_length=1)
+    text: Annotated[Text, Field(min_length=1)]
 
 
 class DataPackage(_Model):
-    """The userspace RPM <name>-data: files from <name>-data-<version>/ next to pack.toml."""
+    """The userspace RPM <name>-data: files from <name>-data-<version>/ next to pack.toml, or from `folder`."""
 
     version: RpmVersion
     release: RpmRelease = "1"
-    folder: str = ""  # default: <driver name>-data-<version>
-    summary: str = ""
-    license: str = ""
+    folder: OptionalFilePath = ""  # default: <driver name>-data-<version> next to pack.toml
+    summary: OptionalOneLine = ""
+    license: OptionalOneLine = ""
 
 
 class Driver(_Model):
@@ -141,9 +213,9 @@ class Driver(_Model):
     source: FilePath
     summary: OneLine
     license: OneLine = "GPL"
-    description: str = ""
+    description: Text = ""
     patches: tuple[FilePath, ...] = ()
-    spec: str = ""
+    spec: OptionalFilePath = ""
     make_args: tuple[MakeArg, ...] = ()
     changelog: tuple[ChangelogEntry, ...] = ()
     data: DataPackage | None = None
@@ -153,16 +225,44 @@ class Driver(_Model):
         return f"{self.name}-data"
 
     def data_folder(self) -> str:
+        """Where the pack keeps the data files (relative to pack.toml, absolute or ~): only ever read."""
         assert self.data is not None
-        return self.data.folder or f"{self.name}-data-{self.data.version}"
+        return self.data.folder or self.data_dir_name
+
+    @property
+    def data_dir_name(self) -> str:
+        """The data files' folder in SOURCES, the tarball and %setup -n: fixed, whatever `folder` says."""
+        assert self.data is not None
+        return f"{self.name}-data-{self.data.version}"
 
     def data_source(self) -> str:
         """The data folder's tarball in SOURCES: a plain tar, since the SRPM's payload compresses it."""
-        return f"{self.data_folder()}.tar"
+        return f"{self.data_dir_name}.tar"
+
+    def source_name(self) -> str:
+        """Source0: the tarball's own file name, or <name>-<version>.tar.gz (etc.) when that is unsafe in a spec."""
+        return sources_name(self.source, f"{self.name}-{self.version}", SOURCE_SUFFIXES)
+
+    def patch_names(self) -> tuple[str, ...]:
+        """PatchN: each patch's own file name, or <name>-<version>-patchN.patch when that is unsafe in a spec."""
+        return tuple(
+            sources_name(patch, f"{self.name}-{self.version}-patch{j}", (".patch",))
+            for j, patch in enumerate(self.patches)
+        )
+
+    def sources_files(self) -> list[tuple[str, str, str]]:
+        """(key, pack value, name in SOURCES) of every file this driver puts in rpmbuild's SOURCES."""
+        files = [("source", self.source, self.source_name())]
+        files += [
+            (f"patches[{j}]", p, n) for j, (p, n) in enumerate(zip(self.patches, self.patch_names(), strict=True))
+        ]
+        if self.data is not None:
+            files.append(("data.folder", self.data_folder(), self.data_source()))
+        return files
 
 
 class ExtraRpm(_Model):
-    path: FilePath
+    path: FilePath  # a file, a folder or a glob
 
 
 class PackInfo(_Model):
@@ -187,9 +287,9 @@ class PackInfo(_Model):
 
 class KernelTarget(_Model):
     kernel: KernelRelease = "auto"
-    build_dir: str = ""
+    build_dir: OptionalFilePath = ""
     module_dir: Literal["extra", "updates"] = "extra"
-    kernel_devel: str = ""
+    kernel_devel: OptionalFilePath = ""
 
 
 class Pack(_Model):
@@ -218,6 +318,17 @@ class Pack(_Model):
             if name in seen:
                 raise ValueError(f"package name {name!r} at {where} is already used at {seen[name]}; rename one")
             seen[name] = where
+        # Every driver's files sit side by side in SOURCES: one name must not stand for two files.
+        in_sources: dict[str, tuple[str, str]] = {}
+        for i, driver in enumerate(self.drivers):
+            for key, value, name in driver.sources_files():
+                where = f"drivers[{i}].{key}"
+                if name in in_sources and in_sources[name][1] != value:
+                    raise ValueError(
+                        f"{where}: its file name in rpmbuild's SOURCES, {name!r}, is also that of "
+                        f"{in_sources[name][0]}; rename one of the two files"
+                    )
+                in_sources[name] = (where, value)
         if self.pack.label is None and self.drivers:
             try:
                 _label(self.drivers[0].name)
@@ -245,6 +356,16 @@ def is_label(value: str) -> bool:
 
 def is_uuid(value: str) -> bool:
     return bool(_UUID.fullmatch(value))
+
+
+# Not starting with "-": a folder name is also an argument of %setup -n and cd.
+_SPEC_SAFE_PART = re.compile(r"[A-Za-z0-9._+@:,=][A-Za-z0-9._+@:,=-]*")
+
+
+def is_spec_safe_path(value: str) -> bool:
+    """Whether a relative path (a data file, a tarball's folder) can stand in a spec and a shell word unquoted."""
+    parts = value.split("/")
+    return all(_SPEC_SAFE_PART.fullmatch(part) and part not in (".", "..") for part in parts)
 
 
 def data_path_allowed(path: PurePosixPath) -> bool:
