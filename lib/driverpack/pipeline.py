@@ -116,7 +116,7 @@ class Run:
             if driver.spec:
                 digest.file(ctx.loaded.resolve(driver.spec))
             if driver.data is not None:
-                digest.tree(ctx.loaded.folder / driver.data_folder())
+                digest.tree(ctx.loaded.data_folder(driver))
         result = self._step("specs", digest, _spec_paths, lambda: write_specs(ctx))
         return result
 

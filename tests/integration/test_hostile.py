@@ -492,7 +492,7 @@ def test_data_folder_with_files_that_do_not_belong(sandbox: Sandbox, kernel: str
     (data / "lib" / "firmware" / "ckbuild.fw").write_bytes(b"firmware\n")
     fill(data, sandbox)
     proc = inv_in(sandbox, "build-rpms", "--pack", str(folder))
-    refused(proc, "pack.toml: drivers[0].data: ", *fragments)
+    refused(proc, "pack.toml: drivers[0].data.folder: ", *fragments)
     no_build_outputs(sandbox.root)
 
 

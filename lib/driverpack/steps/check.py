@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from driverpack.adapters.rpminfo import check_common, read_rpm
 from driverpack.adapters.tarball import inspect_tarball
-from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
+from driverpack.context import KERNEL_HEADERS_HINT, KernelTarget, resolve_kernel
+from driverpack.datafiles import printable, scan_data_folder
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack
+from driverpack.models import SOURCE_SUFFIXES, Driver, is_kernel_release, is_spec_safe_path, shown
 from driverpack.run import tool_hint
 
 # Tools the build needs, and why.
@@ -24,7 +28,11 @@ REQUIRED_TOOLS: dict[str, str] = {
     "patch": "applies the pack's patches",
 }
 
-_SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+# Kbuild refuses a tree whose path has spaces or colons, and the spec's %build puts it in a shell
+# command unquoted (%{kernel_build_dir}): only these characters.
+_KERNEL_TREE_PATH = re.compile(r"/[A-Za-z0-9._+/@,=~-]*")
+# A prebuilt RPM keeps its file name on the ISO and in the repodata.
+_RPM_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*\.rpm")
 
 
 @dataclass(frozen=True)
@@ -44,61 +52,148 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
         if shutil.which(tool) is None:
             problems.append(f"tool '{tool}' not found on PATH (it {why}); {tool_hint(tool)}")
 
-    try:
-        kernel = resolve_kernel(loaded, root)
-    except DriverpackError as exc:
-        problems.append(exc.message)
-        hints.append(exc.hint)
-        kernel = None
-    if kernel is not None and pack.drivers and not (kernel.build_dir / "Makefile").is_file():
-        problems.append(
-            f"{where}: target: kernel build dir {kernel.build_dir} for kernel {kernel.release} not found "
-            "(it must hold the kernel's Kbuild Makefile)"
-        )
-        hints.append(KERNEL_HEADERS_HINT)
+    work = root.resolve() / "build" / loaded.label
+    kernel, kernel_problems = _kernel(loaded, root, hints)
+    problems += kernel_problems
 
     for i, driver in enumerate(pack.drivers):
+        key = f"{where}: drivers[{i}]"
         source = loaded.resolve(driver.source)
-        if not source.is_file():
-            problems.append(f"{where}: drivers[{i}].source: {source} not found")
-        elif not source.name.endswith(_SOURCE_SUFFIXES):
-            problems.append(
-                f"{where}: drivers[{i}].source: {source.name} is not a tarball (.tar.gz, .tar.bz2, .tar.xz)"
-            )
+        problem = _input_problem(source, work)
+        if problem:
+            problems.append(f"{key}.source: {problem}")
+        elif not source.name.endswith(SOURCE_SUFFIXES):
+            problems.append(f"{key}.source: {source.name} is not a tarball (.tar.gz, .tar.bz2, .tar.xz)")
         elif not driver.spec:  # a hand-written spec may build without Kbuild: its tarball is its own business
-            try:
-                inspect_tarball(source)  # unsafe members, a broken archive, no Kbuild: found before anything runs
-            except PackError as exc:
-                problems += [f"{where}: drivers[{i}].source: {p}" for p in exc.problems]
+            problems += [f"{key}.source: {p}" for p in _tarball_problems(source)]
         for j, patch in enumerate(driver.patches):
-            if not loaded.resolve(patch).is_file():
-                problems.append(f"{where}: drivers[{i}].patches[{j}]: {loaded.resolve(patch)} not found")
-        if driver.spec and not loaded.resolve(driver.spec).is_file():
-            problems.append(f"{where}: drivers[{i}].spec: {loaded.resolve(driver.spec)} not found")
-        if driver.data is not None and not (loaded.folder / driver.data_folder()).is_dir():
-            problems.append(
-                f"{where}: drivers[{i}].data: folder {driver.data_folder()}/ not found next to pack.toml "
-                "(lay out the files as they install: lib/firmware/..., etc/...)"
-            )
+            problem = _input_problem(loaded.resolve(patch), work)
+            if problem:
+                problems.append(f"{key}.patches[{j}]: {problem}")
+        if driver.spec:
+            problem = _input_problem(loaded.resolve(driver.spec), work)
+            if problem:
+                problems.append(f"{key}.spec: {problem}")
+        if driver.data is not None:
+            problems += [f"{key}.data.folder: {p}" for p in _data_folder_problems(loaded, driver, root, work)]
     for i, extra in enumerate(pack.rpms):
-        found = extra_rpm_files(loaded, extra.path)
+        try:
+            found = extra_rpm_files(loaded, extra.path)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{where}: rpms[{i}].path: {shown(extra.path)} cannot be searched: {exc}")
+            continue
         if not found:
             problems.append(f"{where}: rpms[{i}].path: no RPM found at {loaded.resolve(extra.path)}")
         for path in found:
+            if not _RPM_FILE_NAME.fullmatch(path.name):
+                problems.append(
+                    f"{where}: rpms[{i}].path: {printable(path.name)}: rename it to name-version-release.arch.rpm "
+                    "(letters, digits and . _ + - only); it keeps its file name in the pack"
+                )
+                continue
             # Refused now rather than after every driver has been compiled.
             try:
                 problems += [f"{where}: rpms[{i}]: {p}" for p in check_common(read_rpm(path))]
             except DriverpackError as exc:
                 problems.append(f"{where}: rpms[{i}]: {exc.message}")
 
-    if pack.pack.signing_key and not loaded.resolve(pack.pack.signing_key).is_file():
-        problems.append(f"{where}: pack.signing_key: {loaded.resolve(pack.pack.signing_key)} not found")
+    if pack.pack.signing_key:
+        problem = _input_problem(loaded.resolve(pack.pack.signing_key), work)
+        if problem:
+            problems.append(f"{where}: pack.signing_key: {problem}")
 
     problems += _uniqueness_problems(loaded, root)
     if problems:
         raise PackError(problems, hint="; ".join(dict.fromkeys(h for h in hints if h)))
     assert kernel is not None
     return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir)
+
+
+def _input_problem(path: Path, work: Path, *, folder: bool = False) -> str:
+    """Why `path` cannot be one of the pack's input files (or folders), or "" when it can."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{path} not found"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if folder and not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a folder"
+    if not folder and not stat.S_ISREG(info.st_mode):
+        return f"{path} is not a file" + (" (a folder)" if stat.S_ISDIR(info.st_mode) else "")
+    if path.resolve().is_relative_to(work):
+        return f"{path} is inside {work}, which driverpack rewrites on every build; keep the pack's files elsewhere"
+    return ""
+
+
+def _tarball_problems(source: Path) -> list[str]:
+    """Unsafe members, a broken archive, no Kbuild, folder names a spec cannot hold: before anything runs."""
+    try:
+        layout = inspect_tarball(source)
+    except PackError as exc:
+        return exc.problems
+    names = [("the tarball's top directory", layout.top_dir or ""), ("the Makefile's directory", layout.build_dir)]
+    return [
+        f"{source.name}: {what} {printable(name)!r} has characters driverpack does not put in a spec; "
+        "repack it with a folder named with letters, digits and . _ + - only"
+        for what, name in names
+        if name and not is_spec_safe_path(name)
+    ]
+
+
+def _data_folder_problems(loaded: LoadedPack, driver: Driver, root: Path, work: Path) -> list[str]:
+    """The data folder: read from anywhere, but it must be a folder of plain files that install where allowed."""
+    folder = loaded.data_folder(driver)
+    problem = _input_problem(folder, work, folder=True)
+    if problem:
+        hint = " (lay out the files as they install: lib/firmware/..., etc/...)" if "not found" in problem else ""
+        return [problem + hint]
+    real = folder.resolve()
+    for output in ("build", "dist", "keys"):
+        if (root.resolve() / output).is_relative_to(real):
+            return [
+                f"{folder} holds driverpack's {output}/ folder (it would pack its own outputs); "
+                "point it at a folder holding only the data files"
+            ]
+    return scan_data_folder(folder, driver.data_folder())[1]
+
+
+def _kernel(loaded: LoadedPack, root: Path, hints: list[str]) -> tuple[KernelTarget | None, list[str]]:
+    """The target kernel, and why it cannot be built against: not resolvable, a release or build dir a spec
+    cannot hold, no Kbuild tree."""
+    where = loaded.file
+    target = loaded.pack.target
+    if target.kernel_devel:
+        problem = _input_problem(loaded.resolve(target.kernel_devel), root.resolve() / "build" / loaded.label)
+        if problem:
+            return None, [f"{where}: target.kernel_devel: {problem}"]
+    try:
+        kernel = resolve_kernel(loaded, root)
+    except DriverpackError as exc:
+        hints.append(exc.hint)
+        return None, [exc.message]
+    if not loaded.pack.drivers:
+        return kernel, []
+    key = "target.kernel_devel" if target.kernel_devel else "target.kernel"
+    if not is_kernel_release(kernel.release):
+        return None, [f"{where}: {key}: the kernel release found, {shown(kernel.release)}, is not a usable release"]
+    if target.build_dir and not _KERNEL_TREE_PATH.fullmatch(str(kernel.build_dir)):
+        return None, [
+            f"{where}: target.build_dir: {shown(str(kernel.build_dir))} has characters Kbuild and a spec's shell "
+            "cannot take (spaces, quotes, ':', '$', ...); use a path (or a symbolic link) of letters, digits and "
+            ". _ + - / only"
+        ]
+    try:
+        has_makefile = (kernel.build_dir / "Makefile").is_file()
+    except OSError:
+        has_makefile = False
+    if not has_makefile:
+        hints.append(KERNEL_HEADERS_HINT)
+        return None, [
+            f"{where}: target: kernel build dir {kernel.build_dir} for kernel {kernel.release} not found "
+            "(it must hold the kernel's Kbuild Makefile)"
+        ]
+    return kernel, []
 
 
 def extra_rpm_files(loaded: LoadedPack, pattern: str) -> list[Path]:

@@ -29,11 +29,13 @@ def source_members(ctx: Context, specs: Iterable[Path], srpms: Iterable[Path]) -
     members: list[tuple[str, Path]] = [(f"{top}/pack.toml", ctx.loaded.folder / "pack.toml")]
     for driver in ctx.loaded.pack.drivers:
         base = f"{top}/{driver.name}"
-        for item in (driver.source, *driver.patches):
-            path = ctx.loaded.resolve(item)
-            members.append((f"{base}/{path.name}", path))
+        # Named as in SOURCES and the spec: the pack's paths (which may hold '..') never name a member.
+        for item, name in zip(
+            (driver.source, *driver.patches), (driver.source_name(), *driver.patch_names()), strict=True
+        ):
+            members.append((f"{base}/{name}", ctx.loaded.resolve(item)))
         if driver.data is not None:
-            members.append((f"{base}/{driver.data_folder()}", ctx.loaded.folder / driver.data_folder()))
+            members.append((f"{base}/{driver.data_dir_name}", ctx.loaded.data_folder(driver)))
     members += [(f"{top}/SPECS/{spec.name}", spec) for spec in specs]
     members += [(f"{top}/SRPMS/{srpm.name}", srpm) for srpm in srpms]
     return members

@@ -30,16 +30,20 @@ class RpmsResult:
 
 
 def prepare_sources(ctx: Context) -> None:
-    """Copy every source and patch into SOURCES, and pack each data folder as a tarball."""
+    """Copy every source and patch into SOURCES, and pack each data folder as a tarball.
+
+    The names in SOURCES come from the models (validated names), never from the pack's paths.
+    """
     sources = ctx.rpmbuild_dir / "SOURCES"
     sources.mkdir(parents=True, exist_ok=True)
     for driver in ctx.loaded.pack.drivers:
-        for item in (driver.source, *driver.patches):
-            path = ctx.loaded.resolve(item)
-            _copy_if_changed(path, sources / path.name)
+        for item, name in zip(
+            (driver.source, *driver.patches), (driver.source_name(), *driver.patch_names()), strict=True
+        ):
+            _copy_if_changed(ctx.loaded.resolve(item), sources / name)
         if driver.data is not None:
-            folder = ctx.loaded.folder / driver.data_folder()
-            write_tarball(sources / driver.data_source(), [(driver.data_folder(), folder)], ctx.epoch)
+            folder = ctx.loaded.data_folder(driver)
+            write_tarball(sources / driver.data_source(), [(driver.data_dir_name, folder)], ctx.epoch)
 
 
 def _copy_if_changed(src: Path, dest: Path) -> None:
