@@ -35,10 +35,34 @@ def has_rpm_database() -> bool:
     return run(["rpm", "-q", "--quiet", "rpm"], check=False, quiet=True).returncode == 0
 
 
+# Every folder rpmbuild writes to or deletes in, each inside _topdir: %setup's `rm -rf`, %install and
+# rpm's own temporary scripts (_tmppath, /var/tmp by default) then cannot reach outside it.
+DIRECTORY_MACROS = {
+    "_topdir": "",
+    "_builddir": "BUILD",
+    "_sourcedir": "SOURCES",
+    "_specdir": "SPECS",
+    "_rpmdir": "RPMS",
+    "_srcrpmdir": "SRPMS",
+    "_buildrootdir": "BUILDROOT",
+    "_tmppath": "tmp",
+}
+
+
+def macro_path(path: Path) -> str:
+    """A path as the body of a --define. rpm expands folder macros more than once, so no escaping keeps a '%'
+    literal: a path holding one would be read as macros (the pack's paths cannot hold one; the checkout's might)."""
+    if "%" in str(path):
+        raise BuildError(
+            f"rpmbuild cannot work with the path {path}: rpm reads the '%' in it as a macro",
+            hint="build from a folder whose path has no '%'",
+        )
+    return str(path)
+
+
 def rpmbuild_argv(spec: Path, topdir: Path, *, what: str, defines: Mapping[str, str]) -> list[str]:
     settings = {
-        "_topdir": str(topdir),
-        "_sourcedir": str(topdir / "SOURCES"),
+        **{macro: macro_path(topdir / sub) for macro, sub in DIRECTORY_MACROS.items()},
         "_buildhost": BUILDHOST,
         "use_source_date_epoch_as_buildtime": "1",
         "clamp_mtime_to_source_date_epoch": "1",
@@ -60,7 +84,7 @@ def rpmbuild(
     spec: Path, topdir: Path, *, epoch: int, log: Path, what: str = "-ba", defines: Mapping[str, str] | None = None
 ) -> BuiltSpec:
     """Build `spec`; return the RPMs rpmbuild reports it wrote."""
-    for sub in ("SOURCES", "BUILD", "BUILDROOT", "RPMS", "SRPMS"):
+    for sub in DIRECTORY_MACROS.values():
         (topdir / sub).mkdir(parents=True, exist_ok=True)
     try:
         proc = run(rpmbuild_argv(spec, topdir, what=what, defines=defines or {}), log=log, source_date_epoch=epoch)

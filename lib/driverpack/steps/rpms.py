@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from driverpack.adapters.rpmbuild import BuiltSpec, rpmbuild
+from driverpack.adapters.rpmbuild import BuiltSpec, macro_path, rpmbuild
 from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod_rpm, read_rpm
 from driverpack.archive import write_tarball
 from driverpack.context import Context
@@ -53,9 +53,9 @@ def _copy_if_changed(src: Path, dest: Path) -> None:
 
 
 def build_spec(ctx: Context, spec: Path, prebuilt: Path | None, what: str = "-ba") -> BuiltSpec:
-    defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": str(ctx.kernel.build_dir)}
+    defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": macro_path(ctx.kernel.build_dir)}
     if prebuilt is not None:
-        defines["driverpack_prebuilt"] = str(prebuilt)
+        defines["driverpack_prebuilt"] = macro_path(prebuilt)
     log = ctx.logs_dir / f"rpmbuild-{spec.stem}.log"
     log.unlink(missing_ok=True)
     return rpmbuild(spec, ctx.rpmbuild_dir, epoch=ctx.epoch, log=log, defines=defines, what=what)
