@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,32 @@ def _undecodable(data: bytes, exc: UnicodeDecodeError) -> list[str]:
         if keys:
             return keys
     line = data.count(b"\n", 0, exc.start) + 1
-    return [f"line {line}"]
+    key = _key_on_line(text.splitlines()[:line], line)
+    return [f"{key} (line {line})" if key else f"line {line}"]
+
+
+_TABLE = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?")
+_KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _key_on_line(lines: list[str], line: int) -> str:
+    """The key a line of a pack file sets, by its tables (for a file too broken to parse)."""
+    counts: dict[str, int] = {}
+    table = ""
+    for text in lines[:-1]:
+        match = _TABLE.fullmatch(text)
+        if match:
+            name = match.group(2)
+            if match.group(1) == "[[":
+                counts[name] = counts.get(name, 0) + 1
+                table = f"{name}[{counts[name] - 1}]"
+            else:
+                head, _, rest = name.partition(".")
+                table = f"{head}[{counts[head] - 1}].{rest}" if rest and head in counts else name
+    found = _KEY.match(lines[line - 1]) if len(lines) >= line else None
+    if not found:
+        return ""
+    return f"{table}.{found.group(1)}" if table else found.group(1)
 
 
 def _keys_holding(value: object, needle: str, loc: str) -> list[str]:

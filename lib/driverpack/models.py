@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-_RPM_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
-_RPM_VERSION = re.compile(r"^[A-Za-z0-9._+~^]+$")
+_RPM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")  # rpm 4.18 refuses a Name starting with '+'
+# No '^': a caret in a version needs rpmlib(CaretInVersions), which the host's rpm 4.11 lacks.
+_RPM_VERSION = re.compile(r"^[A-Za-z0-9._+~]+$")
 _LABEL = re.compile(r"^[A-Za-z0-9_-]+$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Starts with a letter or digit: the release is also an argument of depmod and dracut on the host.
@@ -50,7 +51,7 @@ def _rpm_name(value: str) -> str:
     if not _RPM_NAME.fullmatch(value):
         raise ValueError(
             f"{shown(value)} is not a valid rpm package name "
-            "(letters, digits and . _ + - only, starting with a letter, digit, _ or +)"
+            "(letters, digits and . _ + - only, starting with a letter, digit or _)"
         )
     _length(value, "package name")
     return value
@@ -74,6 +75,8 @@ def _version_like(value: str, what: str, example: str) -> str:
         raise ValueError(
             f"{shown(value)} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})"
         )
+    if ".." in value:
+        raise ValueError(f"{shown(value)} holds '..', which rpm does not allow in a {what} (e.g. {example})")
     _length(value, what)
     return value
 
@@ -131,6 +134,24 @@ def _one_line(value: str) -> str:
     return value
 
 
+# What rpm reads in a Requires: line, without rich dependencies (rpm 4.11 on the host has none):
+# name [op version], separated by commas or spaces.
+_DEPENDENCY = r"[A-Za-z0-9_/][A-Za-z0-9._+/-]*(?:\s*(?:<|>|<=|>=|=)\s*[A-Za-z0-9._+~:-]+)?"
+_REQUIRES = re.compile(rf"\s*{_DEPENDENCY}(?:(?:\s*,\s*|\s+){_DEPENDENCY})*\s*")
+
+
+def _base_requires(value: str) -> str:
+    _one_line(value)
+    if "%" in value:
+        raise ValueError("must not contain '%' (rpm would expand it in the control package's Requires)")
+    if not _REQUIRES.fullmatch(value):
+        raise ValueError(
+            f"{shown(value)} is not an rpm requirement: name [op version], several separated by commas "
+            "(e.g. 'product-version = 8.2.1')"
+        )
+    return value
+
+
 def _optional_one_line(value: str) -> str:
     return value if value == "" else _one_line(value)
 
@@ -140,6 +161,13 @@ def _text(value: str) -> str:
     value = value.replace("\r\n", "\n")
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise ValueError("contains control characters; remove them")
+    return value
+
+
+def _rpms_path(value: str) -> str:
+    _relative_or_absolute_path(value)
+    if "**" in value:
+        raise ValueError(f"{shown(value)}: '**' (any depth) is not supported; name the folder holding the RPMs")
     return value
 
 
@@ -179,6 +207,7 @@ Uuid = Annotated[str, AfterValidator(_uuid)]
 KernelRelease = Annotated[str, AfterValidator(_kernel)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
 OptionalOneLine = Annotated[str, AfterValidator(_optional_one_line)]
+BaseRequires = Annotated[str, AfterValidator(_base_requires)]
 Text = Annotated[str, AfterValidator(_text)]
 FilePath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
 OptionalFilePath = Annotated[str, AfterValidator(_optional_path)]  # "" means: not set
@@ -262,7 +291,7 @@ class Driver(_Model):
 
 
 class ExtraRpm(_Model):
-    path: FilePath  # a file, a folder or a glob
+    path: Annotated[str, AfterValidator(_rpms_path)]  # a file, a folder or a glob
 
 
 class PackInfo(_Model):
@@ -272,17 +301,9 @@ class PackInfo(_Model):
     version: RpmVersion
     build: RpmRelease = "1"
     vendor: OneLine = "driverpack"
-    base_requires: str | None = None
+    base_requires: BaseRequires | None = None
     after_apply: tuple[AfterApply, ...] = ()
     signing_key: str | None = None
-
-    @model_validator(mode="after")
-    def _base_requires_shape(self) -> PackInfo:
-        if self.base_requires is not None:
-            _one_line(self.base_requires)
-            if "%" in self.base_requires:
-                raise ValueError("base_requires must not contain '%'")
-        return self
 
 
 class KernelTarget(_Model):

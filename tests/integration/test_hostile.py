@@ -635,7 +635,7 @@ def test_missing_kernel_build_dir(sandbox: Sandbox) -> None:
     proc = inv_in(sandbox, "build-rpms", "--pack", str(folder))
     refused(
         proc,
-        "pack.toml: target: kernel build dir /lib/modules/9.9.9-nonexistent/build",
+        "pack.toml: target.kernel: kernel build dir /lib/modules/9.9.9-nonexistent/build",
         "9.9.9-nonexistent",
         "linux-headers",  # Debian/Ubuntu
         "kernel-devel",  # Fedora/RHEL

@@ -33,6 +33,7 @@ REQUIRED_TOOLS: dict[str, str] = {
 _KERNEL_TREE_PATH = re.compile(r"/[A-Za-z0-9._+/@,=~-]*")
 # A prebuilt RPM keeps its file name on the ISO and in the repodata.
 _RPM_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*\.rpm")
+_KEY_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,14 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 problems.append(f"{where}: rpms[{i}]: {exc.message}")
 
     if pack.pack.signing_key:
-        problem = _input_problem(loaded.resolve(pack.pack.signing_key), work)
+        key_file = loaded.resolve(pack.pack.signing_key)
+        problem = _input_problem(key_file, work)
+        if not problem and not _KEY_FILE_NAME.fullmatch(key_file.name):
+            # Its name, less .asc/.gpg, names the public key in dist/ and update.xml's key attribute.
+            problem = (
+                f"{printable(key_file.name)}: name the key file with letters, digits and . _ + - only "
+                "(less .asc or .gpg, its name is the public key's file name in dist/ and in update.xml)"
+            )
         if problem:
             problems.append(f"{where}: pack.signing_key: {problem}")
 
@@ -190,8 +198,8 @@ def _kernel(loaded: LoadedPack, root: Path, hints: list[str]) -> tuple[KernelTar
     if not has_makefile:
         hints.append(KERNEL_HEADERS_HINT)
         return None, [
-            f"{where}: target: kernel build dir {kernel.build_dir} for kernel {kernel.release} not found "
-            "(it must hold the kernel's Kbuild Makefile)"
+            f"{where}: target.{'build_dir' if target.build_dir else 'kernel'}: kernel build dir {kernel.build_dir} "
+            f"for kernel {kernel.release} not found (it must hold the kernel's Kbuild Makefile)"
         ]
     return kernel, []
 
