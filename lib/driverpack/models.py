@@ -30,8 +30,13 @@ PATH_MAX = 4096
 PATH_NAME_MAX = 255
 
 SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
-# A file name rpm's Source/Patch tags, %setup's unquoted shell words and a tar member take as it is.
-_SOURCES_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]{0,127}")
+# A file name rpm's Source/Patch tags, %setup's unquoted shell words, a tar member, the ISO and
+# update.xml all take as it is.
+_PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*")
+
+
+def is_plain_file_name(name: str, longest: int = PATH_NAME_MAX) -> bool:
+    return len(name) <= longest and bool(_PLAIN_FILE_NAME.fullmatch(name))
 
 
 def shown(value: str) -> str:
@@ -193,7 +198,7 @@ def sources_name(value: str, derived_stem: str, suffixes: tuple[str, ...]) -> st
     The derived name is made of validated names only, so no file name from the disk reaches a spec.
     """
     name = PurePosixPath(value).name
-    if _SOURCES_NAME.fullmatch(name):
+    if is_plain_file_name(name, longest=128):  # room for the temporary names beside it
         return name
     suffix = next((s for s in suffixes if name.endswith(s)), suffixes[0])
     return derived_stem + suffix

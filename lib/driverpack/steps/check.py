@@ -14,7 +14,14 @@ from driverpack.context import KERNEL_HEADERS_HINT, KernelTarget, resolve_kernel
 from driverpack.datafiles import printable, scan_data_folder
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack
-from driverpack.models import SOURCE_SUFFIXES, Driver, is_kernel_release, is_spec_safe_path, shown
+from driverpack.models import (
+    SOURCE_SUFFIXES,
+    Driver,
+    is_kernel_release,
+    is_plain_file_name,
+    is_spec_safe_path,
+    shown,
+)
 from driverpack.run import tool_hint
 
 # Tools the build needs, and why.
@@ -31,9 +38,6 @@ REQUIRED_TOOLS: dict[str, str] = {
 # Kbuild refuses a tree whose path has spaces or colons, and the spec's %build puts it in a shell
 # command unquoted (%{kernel_build_dir}): only these characters.
 _KERNEL_TREE_PATH = re.compile(r"/[A-Za-z0-9._+/@,=~-]*")
-# A prebuilt RPM keeps its file name on the ISO and in the repodata.
-_RPM_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*\.rpm")
-_KEY_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*")
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
         if not found:
             problems.append(f"{where}: rpms[{i}].path: no RPM found at {loaded.resolve(extra.path)}")
         for path in found:
-            if not _RPM_FILE_NAME.fullmatch(path.name):
+            # A prebuilt RPM keeps its file name on the ISO and in the repodata.
+            if not (is_plain_file_name(path.name) and path.name.endswith(".rpm")):
                 problems.append(
                     f"{where}: rpms[{i}].path: {printable(path.name)}: rename it to name-version-release.arch.rpm "
                     "(letters, digits and . _ + - only); it keeps its file name in the pack"
@@ -101,7 +106,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     if pack.pack.signing_key:
         key_file = loaded.resolve(pack.pack.signing_key)
         problem = _input_problem(key_file, work)
-        if not problem and not _KEY_FILE_NAME.fullmatch(key_file.name):
+        if not problem and not is_plain_file_name(key_file.name):
             # Its name, less .asc/.gpg, names the public key in dist/ and update.xml's key attribute.
             problem = (
                 f"{printable(key_file.name)}: name the key file with letters, digits and . _ + - only "
@@ -125,6 +130,8 @@ def _input_problem(path: Path, work: Path, *, folder: bool = False) -> str:
         return f"{path} not found"
     except OSError as exc:
         return f"{path}: {exc.strerror or exc}"
+    except ValueError:  # a NUL in a value no model rule has checked (signing_key)
+        return f"{shown(str(path))} is not a usable file path"
     if folder and not stat.S_ISDIR(info.st_mode):
         return f"{path} is not a folder"
     if not folder and not stat.S_ISREG(info.st_mode):
