@@ -99,9 +99,9 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 continue
             # Refused now rather than after every driver has been compiled.
             try:
-                problems += [f"{where}: rpms[{i}]: {p}" for p in check_common(read_rpm(path))]
+                problems += [f"{where}: rpms[{i}].path: {p}" for p in check_common(read_rpm(path))]
             except DriverpackError as exc:
-                problems.append(f"{where}: rpms[{i}]: {exc.message}")
+                problems.append(f"{where}: rpms[{i}].path: {exc.message}")
 
     if pack.pack.signing_key:
         key_file = loaded.resolve(pack.pack.signing_key)
