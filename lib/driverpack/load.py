@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from driverpack.errors import PackError
-from driverpack.models import Pack
+from driverpack.models import Driver, Pack
 
 PACK_FILE = "pack.toml"
 PACKS_DIR = "packs"
@@ -33,6 +34,10 @@ class LoadedPack:
         """A path from the pack file: relative to the pack folder, or absolute (~ expanded)."""
         path = Path(os.path.expanduser(relative_or_absolute))
         return path if path.is_absolute() else self.folder / path
+
+    def data_folder(self, driver: Driver) -> Path:
+        """Where a driver's data files are read from (never written: SOURCES gets them under a fixed name)."""
+        return self.resolve(driver.data_folder())
 
 
 def display_path(path: Path) -> Path:
@@ -78,7 +83,10 @@ def load_pack(folder: Path) -> LoadedPack:
     except FileNotFoundError:
         raise PackError([f"{shown}: file not found"], hint="create it with 'inv new LABEL'") from None
     except UnicodeDecodeError as exc:
-        raise PackError([f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+        raise PackError(
+            [f"{shown}: {where}: not UTF-8 text ({exc.reason})" for where in _undecodable(file.read_bytes(), exc)],
+            hint="save the file as UTF-8",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise PackError([f"{shown}: TOML syntax error: {exc}"], hint="fix the line it names") from None
     try:
@@ -86,6 +94,55 @@ def load_pack(folder: Path) -> LoadedPack:
     except ValidationError as exc:
         raise PackError([f"{shown}: {line}" for line in format_validation_errors(exc)]) from None
     return LoadedPack(pack=pack, folder=folder.resolve(), file=shown)
+
+
+def _undecodable(data: bytes, exc: UnicodeDecodeError) -> list[str]:
+    """Where the bytes that are not UTF-8 are: the keys whose values hold them, else the line."""
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" not in data.decode("utf-8", errors="ignore"):
+        try:
+            keys = sorted(set(_keys_holding(tomllib.loads(text), "\ufffd", "")))
+        except tomllib.TOMLDecodeError:
+            keys = []
+        if keys:
+            return keys
+    line = data.count(b"\n", 0, exc.start) + 1
+    key = _key_on_line(text.splitlines()[:line], line)
+    return [f"{key} (line {line})" if key else f"line {line}"]
+
+
+_TABLE = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?")
+_KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _key_on_line(lines: list[str], line: int) -> str:
+    """The key a line of a pack file sets, by its tables (for a file too broken to parse)."""
+    counts: dict[str, int] = {}
+    table = ""
+    for text in lines[:-1]:
+        match = _TABLE.fullmatch(text)
+        if match:
+            name = match.group(2)
+            if match.group(1) == "[[":
+                counts[name] = counts.get(name, 0) + 1
+                table = f"{name}[{counts[name] - 1}]"
+            else:
+                head, _, rest = name.partition(".")
+                table = f"{head}[{counts[head] - 1}].{rest}" if rest and head in counts else name
+    found = _KEY.match(lines[line - 1]) if len(lines) >= line else None
+    if not found:
+        return ""
+    return f"{table}.{found.group(1)}" if table else found.group(1)
+
+
+def _keys_holding(value: object, needle: str, loc: str) -> list[str]:
+    if isinstance(value, str):
+        return [loc] if needle in value else []
+    if isinstance(value, dict):
+        return [k for key, item in value.items() for k in _keys_holding(item, needle, f"{loc}.{key}" if loc else key)]
+    if isinstance(value, list):
+        return [k for i, item in enumerate(value) for k in _keys_holding(item, needle, f"{loc}[{i}]")]
+    return []
 
 
 def format_validation_errors(exc: ValidationError) -> list[str]:

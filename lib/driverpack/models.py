@@ -1,6 +1,8 @@
 """Pydantic models of the pack file: the one boundary every pack passes before any step runs.
 
 Validators check shape only; anything that looks at the disk or a tool is the preflight's job.
+docs/pack-values.md lists, for every key, where its value ends up and which rule here or in the
+preflight keeps it there.
 """
 
 from __future__ import annotations
@@ -12,19 +14,51 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-_RPM_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
-_RPM_VERSION = re.compile(r"^[A-Za-z0-9._+~^]+$")
+_RPM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")  # rpm 4.18 refuses a Name starting with '+'
+# No '^': a caret in a version needs rpmlib(CaretInVersions), which the host's rpm 4.11 lacks.
+_RPM_VERSION = re.compile(r"^[A-Za-z0-9._+~]+$")
 _LABEL = re.compile(r"^[A-Za-z0-9_-]+$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_KERNEL = re.compile(r"^[A-Za-z0-9._+~-]+$")
+# Starts with a letter or digit: the release is also an argument of depmod and dracut on the host.
+_KERNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
+
+# Names, versions, releases and the label are put together into file names (name-version-release.arch.rpm,
+# .label-version.zip.tmp-PID): 64 characters each keeps every such name far below the 255-byte limit.
+NAME_MAX = 64
+# Linux limits: a whole path, and one name in it.
+PATH_MAX = 4096
+PATH_NAME_MAX = 255
+
+SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+# A file name rpm's Source/Patch tags, %setup's unquoted shell words, a tar member, the ISO and
+# update.xml all take as it is.
+_PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*")
+
+
+def is_plain_file_name(name: str, longest: int = PATH_NAME_MAX) -> bool:
+    return len(name) <= longest and bool(_PLAIN_FILE_NAME.fullmatch(name))
+
+
+def shown(value: str) -> str:
+    """A pack value quoted for a message: repr (so control characters show), cut when very long."""
+    return repr(value) if len(value) <= 120 else repr(value[:120]) + f"... ({len(value)} characters)"
+
+
+def _length(value: str, what: str) -> None:
+    if len(value) > NAME_MAX:
+        raise ValueError(
+            f"{shown(value)} is too long for a {what}: "
+            f"use at most {NAME_MAX} characters (it becomes part of file names)"
+        )
 
 
 def _rpm_name(value: str) -> str:
     if not _RPM_NAME.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid rpm package name "
-            "(letters, digits and . _ + - only, starting with a letter, digit, _ or +)"
+            f"{shown(value)} is not a valid rpm package name "
+            "(letters, digits and . _ + - only, starting with a letter, digit or _)"
         )
+    _length(value, "package name")
     return value
 
 
@@ -41,18 +75,24 @@ def _version_like(value: str, what: str, example: str) -> str:
         raise ValueError(f"the {what} is empty (use e.g. {example})")
     if "-" in value:
         fix = "use 1.0.1 or put the suffix in release" if what == "version" else "use 1.1 or 1_1"
-        raise ValueError(f"{value!r} contains '-', which rpm does not allow in a {what} ({fix})")
+        raise ValueError(f"{shown(value)} contains '-', which rpm does not allow in a {what} ({fix})")
     if not _RPM_VERSION.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})")
+        raise ValueError(
+            f"{shown(value)} is not a valid rpm {what}: use letters, digits and . _ + only (e.g. {example})"
+        )
+    if ".." in value:
+        raise ValueError(f"{shown(value)} holds '..', which rpm does not allow in a {what} (e.g. {example})")
+    _length(value, what)
     return value
 
 
 def _label(value: str) -> str:
     if not _LABEL.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid label: use letters, digits, '_' and '-' only "
+            f"{shown(value)} is not a valid label: use letters, digits, '_' and '-' only "
             "(it becomes update-<label>, the yum repo id and the ISO volume id)"
         )
+    _length(value, "label")
     return value
 
 
@@ -67,9 +107,14 @@ def _uuid(value: str) -> str:
 
 
 def _kernel(value: str) -> str:
-    if value != "auto" and not _KERNEL.fullmatch(value):
-        raise ValueError(f"{value!r} is not a kernel release (uname -r of the target, e.g. '4.19.0+1')")
+    if value != "auto" and not is_kernel_release(value):
+        raise ValueError(f"{shown(value)} is not a kernel release (uname -r of the target, e.g. '4.19.0+1')")
     return value
+
+
+def is_kernel_release(value: str) -> bool:
+    """Whether a kernel release is safe in the spec, in paths and as a depmod argument (also for 'auto')."""
+    return len(value) <= NAME_MAX and bool(_KERNEL.fullmatch(value))
 
 
 _MAKE_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -218,12 +263,69 @@ def _one_line(value: str) -> str:
     return value
 
 
+# What rpm reads in a Requires: line, without rich dependencies (rpm 4.11 on the host has none):
+# name [op version], separated by commas or spaces.
+_DEPENDENCY = r"[A-Za-z0-9_/][A-Za-z0-9._+/-]*(?:\s*(?:<|>|<=|>=|=)\s*[A-Za-z0-9._+~:-]+)?"
+_REQUIRES = re.compile(rf"\s*{_DEPENDENCY}(?:(?:\s*,\s*|\s+){_DEPENDENCY})*\s*")
+
+
+def _base_requires(value: str) -> str:
+    _one_line(value)
+    if "%" in value:
+        raise ValueError("must not contain '%' (rpm would expand it in the control package's Requires)")
+    if not _REQUIRES.fullmatch(value):
+        raise ValueError(
+            f"{shown(value)} is not an rpm requirement: name [op version], several separated by commas "
+            "(e.g. 'product-version = 8.2.1')"
+        )
+    return value
+
+
+def _optional_one_line(value: str) -> str:
+    return value if value == "" else _one_line(value)
+
+
+def _text(value: str) -> str:
+    """Several lines (a description, a changelog entry): Windows line ends become plain ones."""
+    value = value.replace("\r\n", "\n")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise ValueError("contains control characters; remove them")
+    return value
+
+
+def _rpms_path(value: str) -> str:
+    _relative_or_absolute_path(value)
+    if "**" in value:
+        raise ValueError(f"{shown(value)}: '**' (any depth) is not supported; name the folder holding the RPMs")
+    return value
+
+
 def _relative_or_absolute_path(value: str) -> str:
     if value.strip() == "":
         raise ValueError("must not be empty")
-    if "\n" in value or "\0" in value:
-        raise ValueError("is not a usable file path")
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise ValueError(f"{shown(value)} is not a usable file path (it holds a line break or a control character)")
+    if len(value.encode()) > PATH_MAX:
+        raise ValueError(f"the path is longer than Linux allows ({PATH_MAX} bytes)")
+    if any(len(part.encode()) > PATH_NAME_MAX for part in value.split("/")):
+        raise ValueError(f"{shown(value)} has a name longer than Linux allows ({PATH_NAME_MAX} bytes)")
     return value
+
+
+def _optional_path(value: str) -> str:
+    return value if value == "" else _relative_or_absolute_path(value)
+
+
+def sources_name(value: str, derived_stem: str, suffixes: tuple[str, ...]) -> str:
+    """The name a source or patch gets in rpmbuild's SOURCES (and the spec): its own when that is safe, else derived.
+
+    The derived name is made of validated names only, so no file name from the disk reaches a spec.
+    """
+    name = PurePosixPath(value).name
+    if is_plain_file_name(name, longest=128):  # room for the temporary names beside it
+        return name
+    suffix = next((s for s in suffixes if name.endswith(s)), suffixes[0])
+    return derived_stem + suffix
 
 
 RpmName = Annotated[str, AfterValidator(_rpm_name)]
@@ -234,7 +336,11 @@ Uuid = Annotated[str, AfterValidator(_uuid)]
 KernelRelease = Annotated[str, AfterValidator(_kernel)]
 Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
+OptionalOneLine = Annotated[str, AfterValidator(_optional_one_line)]
+BaseRequires = Annotated[str, AfterValidator(_base_requires)]
+Text = Annotated[str, AfterValidator(_text)]
 FilePath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
+OptionalFilePath = Annotated[str, AfterValidator(_optional_path)]  # "" means: not set
 MakeArg = Annotated[str, AfterValidator(_make_arg)]
 TemplateWord = Annotated[str, AfterValidator(_template_word)]
 TreeFolder = Annotated[str, AfterValidator(_tree_folder)]
@@ -251,17 +357,17 @@ class _Model(BaseModel):
 class ChangelogEntry(_Model):
     date: dt.date
     author: OneLine
-    text: str = Field(min_length=1)
+    text: Annotated[Text, Field(min_length=1)]
 
 
 class DataPackage(_Model):
-    """The userspace RPM <name>-data: files from <name>-data-<version>/ next to pack.toml."""
+    """The userspace RPM <name>-data: files from <name>-data-<version>/ next to pack.toml, or from `folder`."""
 
     version: RpmVersion
     release: RpmRelease = "1"
-    folder: str = ""  # default: <driver name>-data-<version>
-    summary: str = ""
-    license: str = ""
+    folder: OptionalFilePath = ""  # default: <driver name>-data-<version> next to pack.toml
+    summary: OptionalOneLine = ""
+    license: OptionalOneLine = ""
 
 
 class PrepareStep(_Model):
@@ -301,9 +407,9 @@ class Driver(_Model):
     source: FilePath
     summary: OneLine
     license: OneLine = "GPL"
-    description: str = ""
+    description: Text = ""
     patches: tuple[FilePath, ...] = ()
-    spec: str = ""
+    spec: OptionalFilePath = ""
     make_args: tuple[MakeArg, ...] = ()
     build: Literal["kbuild", "vendor"] = "kbuild"
     makefile: Makefile = ""
@@ -326,16 +432,44 @@ class Driver(_Model):
         return self
 
     def data_folder(self) -> str:
+        """Where the pack keeps the data files (relative to pack.toml, absolute or ~): only ever read."""
         assert self.data is not None
-        return self.data.folder or f"{self.name}-data-{self.data.version}"
+        return self.data.folder or self.data_dir_name
+
+    @property
+    def data_dir_name(self) -> str:
+        """The data files' folder in SOURCES, the tarball and %setup -n: fixed, whatever `folder` says."""
+        assert self.data is not None
+        return f"{self.name}-data-{self.data.version}"
 
     def data_source(self) -> str:
         """The data folder's tarball in SOURCES: a plain tar, since the SRPM's payload compresses it."""
-        return f"{self.data_folder()}.tar"
+        return f"{self.data_dir_name}.tar"
+
+    def source_name(self) -> str:
+        """Source0: the tarball's own file name, or <name>-<version>.tar.gz (etc.) when that is unsafe in a spec."""
+        return sources_name(self.source, f"{self.name}-{self.version}", SOURCE_SUFFIXES)
+
+    def patch_names(self) -> tuple[str, ...]:
+        """PatchN: each patch's own file name, or <name>-<version>-patchN.patch when that is unsafe in a spec."""
+        return tuple(
+            sources_name(patch, f"{self.name}-{self.version}-patch{j}", (".patch",))
+            for j, patch in enumerate(self.patches)
+        )
+
+    def sources_files(self) -> list[tuple[str, str, str]]:
+        """(key, pack value, name in SOURCES) of every file this driver puts in rpmbuild's SOURCES."""
+        files = [("source", self.source, self.source_name())]
+        files += [
+            (f"patches[{j}]", p, n) for j, (p, n) in enumerate(zip(self.patches, self.patch_names(), strict=True))
+        ]
+        if self.data is not None:
+            files.append(("data.folder", self.data_folder(), self.data_source()))
+        return files
 
 
 class ExtraRpm(_Model):
-    path: FilePath
+    path: Annotated[str, AfterValidator(_rpms_path)]  # a file, a folder or a glob
 
 
 class PackInfo(_Model):
@@ -345,20 +479,12 @@ class PackInfo(_Model):
     version: RpmVersion
     build: RpmRelease = "1"
     vendor: OneLine = "driverpack"
-    base_requires: str | None = None
+    base_requires: BaseRequires | None = None
     after_apply: tuple[AfterApply, ...] = ()
     signing_key: str | None = None  # an armored secret key file (passphrase-protected or not)
     signing_fingerprint: Fingerprint | None = None  # a key in a GnuPG keyring, used where it is
     gnupghome: FilePath | None = None  # that keyring, when not $GNUPGHOME or ~/.gnupg
     source_archive_data: bool = False  # also put the data SRPMs (firmware, configuration) in the source archive
-
-    @model_validator(mode="after")
-    def _base_requires_shape(self) -> PackInfo:
-        if self.base_requires is not None:
-            _one_line(self.base_requires)
-            if "%" in self.base_requires:
-                raise ValueError("base_requires must not contain '%'")
-        return self
 
     @model_validator(mode="after")
     def _one_signing_route(self) -> PackInfo:
@@ -376,9 +502,9 @@ class PackInfo(_Model):
 
 class KernelTarget(_Model):
     kernel: KernelRelease = "auto"
-    build_dir: str = ""
+    build_dir: OptionalFilePath = ""
     module_dir: Literal["extra", "updates"] = "extra"
-    kernel_devel: str = ""
+    kernel_devel: OptionalFilePath = ""
 
 
 class Pack(_Model):
@@ -407,6 +533,17 @@ class Pack(_Model):
             if name in seen:
                 raise ValueError(f"package name {name!r} at {where} is already used at {seen[name]}; rename one")
             seen[name] = where
+        # A driver's files sit side by side in its rpmbuild SOURCES: one name must not stand for two files.
+        for i, driver in enumerate(self.drivers):
+            in_sources: dict[str, tuple[str, str]] = {}
+            for key, value, name in driver.sources_files():
+                where = f"drivers[{i}].{key}"
+                if name in in_sources and in_sources[name][1] != value:
+                    raise ValueError(
+                        f"{where}: its file name in rpmbuild's SOURCES, {name!r}, is also that of "
+                        f"{in_sources[name][0]}; rename one of the two files"
+                    )
+                in_sources[name] = (where, value)
         if self.pack.label is None and self.drivers:
             try:
                 _label(self.drivers[0].name)
@@ -434,6 +571,16 @@ def is_label(value: str) -> bool:
 
 def is_uuid(value: str) -> bool:
     return bool(_UUID.fullmatch(value))
+
+
+# Not starting with "-": a folder name is also an argument of %setup -n and cd.
+_SPEC_SAFE_PART = re.compile(r"[A-Za-z0-9._+@:,=][A-Za-z0-9._+@:,=-]*")
+
+
+def is_spec_safe_path(value: str) -> bool:
+    """Whether a relative path (a data file, a tarball's folder) can stand in a spec and a shell word unquoted."""
+    parts = value.split("/")
+    return all(_SPEC_SAFE_PART.fullmatch(part) and part not in (".", "..") for part in parts)
 
 
 def data_path_allowed(path: PurePosixPath) -> bool:

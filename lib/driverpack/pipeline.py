@@ -291,7 +291,7 @@ class Run:
         if driver.spec:
             inputs.file("spec", ctx.loaded.resolve(driver.spec))
         if driver.data is not None:
-            inputs.tree("data", ctx.loaded.folder / driver.data_folder())
+            inputs.tree("data", ctx.loaded.data_folder(driver))
         return inputs
 
     def compile(self) -> CompileResult:
@@ -384,8 +384,8 @@ class Run:
         )
 
     def _kmod_spec(self, index: int) -> Path:
-        driver = self.ctx.loaded.pack.drivers[index]
-        return self.ctx.loaded.resolve(driver.spec) if driver.spec else self.ctx.specs_dir / f"{driver.name}.spec"
+        """The kernel-module spec rpmbuild runs: the generated one, or the pack's own copied under the driver's name."""
+        return self.ctx.specs_dir / f"{self.ctx.loaded.pack.drivers[index].name}.spec"
 
     def _kmod_inputs(self, index: int) -> Inputs:
         ctx = self.ctx
@@ -394,7 +394,7 @@ class Run:
         inputs = (
             Inputs(f"kmod-{driver.name}")
             .code()
-            .file("spec" if driver.spec else f"SPECS/{spec.name}", spec)
+            .file(f"SPECS/{spec.name}", spec)
             .file("source", ctx.loaded.resolve(driver.source))
             .value("kernel build dir", str(ctx.kernel.build_dir))
             .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
@@ -415,7 +415,7 @@ class Run:
             Inputs(f"data-{driver.name}")
             .code()
             .file(f"SPECS/{spec.name}", spec)
-            .tree("data", ctx.loaded.folder / driver.data_folder())
+            .tree("data", ctx.loaded.data_folder(driver))
             .value("SOURCE_DATE_EPOCH", str(ctx.epoch))
             .tool("rpmbuild")
         )
@@ -455,7 +455,7 @@ class Run:
             for j, patch in enumerate(d.patches):
                 inputs.file(f"patches[{j}]", ctx.loaded.resolve(patch))
             if d.data is not None:
-                inputs.tree("data", ctx.loaded.folder / d.data_folder())
+                inputs.tree("data", ctx.loaded.data_folder(d))
             units.append(
                 Unit(f"srpms-{d.name}", d.name, inputs, _built_files, _call(build_driver_srpms, ctx, d, files))
             )

@@ -492,7 +492,7 @@ def test_data_folder_with_files_that_do_not_belong(sandbox: Sandbox, kernel: str
     (data / "lib" / "firmware" / "ckbuild.fw").write_bytes(b"firmware\n")
     fill(data, sandbox)
     proc = inv_in(sandbox, "build-rpms", "--pack", str(folder))
-    refused(proc, "pack.toml: drivers[0].data: ", *fragments)
+    refused(proc, "pack.toml: drivers[0].data.folder: ", *fragments)
     no_build_outputs(sandbox.root)
 
 
@@ -635,7 +635,7 @@ def test_missing_kernel_build_dir(sandbox: Sandbox) -> None:
     proc = inv_in(sandbox, "build-rpms", "--pack", str(folder))
     refused(
         proc,
-        "pack.toml: target: kernel build dir /lib/modules/9.9.9-nonexistent/build",
+        "pack.toml: target.kernel: kernel build dir /lib/modules/9.9.9-nonexistent/build",
         "9.9.9-nonexistent",
         "linux-headers",  # Debian/Ubuntu
         "kernel-devel",  # Fedora/RHEL

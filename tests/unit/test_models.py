@@ -7,6 +7,7 @@ Every test writes a pack.toml into tmp_path and runs from there, so problem line
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,17 @@ def test_defaults(tmp_path: Path) -> None:
     assert driver.data_folder() == "demo-data-2.0"
 
 
-def test_data_folder_can_be_named(tmp_path: Path) -> None:
-    text = VALID + '\n[drivers.data]\nversion = "2.0"\nfolder = "firmware"\n'
-    assert load(tmp_path, text).pack.drivers[0].data_folder() == "firmware"
+@pytest.mark.parametrize("folder", ["firmware", "../shared/fw", "/srv/fw", "~/fw", "../../../../tmp/x y's %{z}"])
+def test_data_folder_is_read_from_anywhere_but_named_by_the_package(tmp_path: Path, folder: str) -> None:
+    text = VALID + f'\n[drivers.data]\nversion = "2.0"\nfolder = "{folder}"\n'
+    loaded = load(tmp_path, text)
+    driver = loaded.pack.drivers[0]
+    assert driver.data_folder() == folder
+    expected = Path(folder).expanduser() if folder.startswith(("/", "~")) else tmp_path.resolve() / folder
+    assert loaded.data_folder(driver) == expected
+    # What SOURCES, the tarball and the spec see: made of validated names only.
+    assert driver.data_dir_name == "demo-data-2.0"
+    assert driver.data_source() == "demo-data-2.0.tar"
 
 
 def test_the_shipped_example_loads() -> None:
@@ -245,8 +254,7 @@ def test_pack_version_with_dash(tmp_path: Path) -> None:
 def test_base_requires_with_percent(tmp_path: Path) -> None:
     text = edit(VALID, 'version = "1.0.0"\n', 'version = "1.0.0"\nbase_requires = "product-version = %{x}"\n')
     problem = only_problem(tmp_path, text)
-    assert problem.startswith("pack.toml: pack")
-    assert "base_requires must not contain '%'" in problem
+    assert problem.startswith("pack.toml: pack.base_requires: must not contain '%'")
 
 
 # [[drivers]] versions and releases
@@ -276,6 +284,7 @@ def test_driver_release_with_dash(tmp_path: Path) -> None:
         ('"100%"', "'100%'"),
         ('"1\\n0"', "'1\\n0'"),
         ('"1,0"', "'1,0'"),
+        ('"1.0^git1"', "'1.0^git1'"),
     ],
 )
 @pytest.mark.parametrize("key", ["version", "release"])
@@ -328,12 +337,12 @@ def test_data_version_with_dash(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("bad", ["demo driver", "-demo", ".demo", "demo%", "démo"])
+@pytest.mark.parametrize("bad", ["demo driver", "-demo", ".demo", "+demo", "demo%", "démo"])
 def test_bad_driver_name(tmp_path: Path, bad: str) -> None:
     text = edit(VALID, 'name = "demo"', f'name = "{bad}"')
     assert only_problem(tmp_path, text) == (
         f"pack.toml: drivers[0].name: {bad!r} is not a valid rpm package name "
-        "(letters, digits and . _ + - only, starting with a letter, digit, _ or +)"
+        "(letters, digits and . _ + - only, starting with a letter, digit or _)"
     )
 
 
@@ -436,11 +445,19 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "inv new" in caught.value.hint
 
 
-def test_not_utf8(tmp_path: Path) -> None:
+def test_not_utf8_names_the_key(tmp_path: Path) -> None:
     (tmp_path / "pack.toml").write_bytes(VALID.encode().replace(b"Demo driver", b"D\xe9mo driver"))
     with pytest.raises(PackError) as caught:
         load_pack(tmp_path)
-    assert caught.value.problems[0].startswith("pack.toml: not UTF-8 text")
+    assert caught.value.problems == ["pack.toml: pack.text: not UTF-8 text (invalid continuation byte)"]
+    assert caught.value.hint == "save the file as UTF-8"
+
+
+def test_not_utf8_outside_a_value_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "pack.toml").write_bytes(VALID.encode() + b"# caf\xe9\n")
+    with pytest.raises(PackError) as caught:
+        load_pack(tmp_path)
+    assert caught.value.problems == ["pack.toml: line 12: not UTF-8 text (invalid continuation byte)"]
 
 
 def test_empty_drivers_list(tmp_path: Path) -> None:
@@ -542,3 +559,168 @@ def test_models_are_frozen(tmp_path: Path) -> None:
     pack: Pack = load(tmp_path, VALID).pack
     with pytest.raises(ValueError, match="frozen"):
         pack.pack.label = "other"  # type: ignore[misc]
+
+
+# containment: the shape of every value that becomes a path, a file name, a spec line or a shell word
+# (docs/pack-values.md)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "what"),
+    [
+        ('name = "demo"', f'name = "{"d" * 65}"', "drivers[0].name", "package name"),
+        ('version = "1.0"\n', f'version = "{"1" * 65}"\n', "drivers[0].version", "version"),
+        ('label = "demo"', f'label = "{"l" * 65}"', "pack.label", "label"),
+        ('version = "1.0.0"', f'version = "{"1" * 65}"', "pack.version", "version"),
+    ],
+)
+def test_names_longer_than_64_characters_are_refused(tmp_path: Path, old: str, new: str, key: str, what: str) -> None:
+    value = new.split('"')[1]
+    assert only_problem(tmp_path, edit(VALID, old, new)) == (
+        f"pack.toml: {key}: {value!r} is too long for a {what}: "
+        "use at most 64 characters (it becomes part of file names)"
+    )
+
+
+def test_names_of_64_characters_are_fine(tmp_path: Path) -> None:
+    text = edit(edit(VALID, 'name = "demo"', f'name = "{"d" * 64}"'), 'label = "demo"', f'label = "{"l" * 64}"')
+    assert load(tmp_path, text).label == "l" * 64
+
+
+@pytest.mark.parametrize("bad", ["-r", ".", "..", "~1", "k" * 65])
+def test_kernel_release_starts_with_a_letter_or_digit(tmp_path: Path, bad: str) -> None:
+    assert only_problem(tmp_path, VALID + f'\n[target]\nkernel = "{bad}"\n').startswith("pack.toml: target.kernel: ")
+
+
+PATH_KEYS = [
+    ('source = "demo-1.0.tar.gz"', "source = {}", "drivers[0].source"),
+    ('source = "demo-1.0.tar.gz"', 'source = "demo-1.0.tar.gz"\npatches = [{}]', "drivers[0].patches[0]"),
+    ('source = "demo-1.0.tar.gz"', 'source = "demo-1.0.tar.gz"\nspec = {}', "drivers[0].spec"),
+    ("", '\n[drivers.data]\nversion = "1"\nfolder = {}\n', "drivers[0].data.folder"),
+    ("", "\n[target]\nbuild_dir = {}\n", "target.build_dir"),
+    ("", "\n[target]\nkernel_devel = {}\n", "target.kernel_devel"),
+    ("", "\n[[rpms]]\npath = {}\n", "rpms[0].path"),
+]
+
+
+def with_path(old: str, new: str, toml_value: str) -> str:
+    return edit(VALID, old, new.format(toml_value)) if old else VALID + new.format(toml_value)
+
+
+@pytest.mark.parametrize(("old", "new", "key"), PATH_KEYS, ids=[k for _, _, k in PATH_KEYS])
+@pytest.mark.parametrize(
+    ("toml_value", "message"),
+    [
+        ('"a\\nb.tar.gz"', "'a\\nb.tar.gz' is not a usable file path (it holds a line break or a control character)"),
+        ('"a\\u0000b"', "'a\\x00b' is not a usable file path (it holds a line break or a control character)"),
+        (f'"x/{"n" * 256}/y"', f"{('x/' + 'n' * 256)[:120]!r}... (260 characters) has a name longer than Linux allows"),
+        (f'"{"a/" * 2049}"', "the path is longer than Linux allows (4096 bytes)"),
+    ],
+    ids=["newline", "nul", "long-name", "long-path"],
+)
+def test_path_keys_refuse_what_no_path_can_be(
+    tmp_path: Path, old: str, new: str, key: str, toml_value: str, message: str
+) -> None:
+    problem = only_problem(tmp_path, with_path(old, new, toml_value))
+    assert problem.startswith(f"pack.toml: {key}: {message}"), problem
+
+
+@pytest.mark.parametrize(("old", "new", "key"), PATH_KEYS, ids=[k for _, _, k in PATH_KEYS])
+@pytest.mark.parametrize("value", ["../../elsewhere/x", "/abs/x", "~/x", "a b/it's $(x) %{y}.tar.gz", "é/ü"])
+def test_path_keys_may_point_anywhere(tmp_path: Path, old: str, new: str, key: str, value: str) -> None:
+    # Reading from anywhere the user names is fine: only what driverpack writes is held inside build/ and dist/.
+    load(tmp_path, with_path(old, new, json.dumps(value, ensure_ascii=False)))
+
+
+@pytest.mark.parametrize("key", ["summary", "license"])
+def test_data_text_is_one_line(tmp_path: Path, key: str) -> None:
+    text = VALID + f'\n[drivers.data]\nversion = "1"\n{key} = "x\\n%install\\nrm -rf ~"\n'
+    assert only_problem(tmp_path, text).startswith(f"pack.toml: drivers[0].data.{key}: must be one line")
+
+
+def test_multi_line_text_refuses_control_characters(tmp_path: Path) -> None:
+    text = VALID + 'description = "a\\u0000b"\n'
+    text += 'changelog = [{ date = 2024-01-01, author = "A", text = "x\\u001b[31m" }]\n'
+    assert problems(tmp_path, text) == [
+        "pack.toml: drivers[0].description: contains control characters; remove them",
+        "pack.toml: drivers[0].changelog[0].text: contains control characters; remove them",
+    ]
+
+
+def test_multi_line_text_takes_windows_line_ends(tmp_path: Path) -> None:
+    driver = load(tmp_path, VALID + 'description = "one\\r\\ntwo"\n').pack.drivers[0]
+    assert driver.description == "one\ntwo"
+
+
+@pytest.mark.parametrize(
+    ("source", "patches", "source_name", "patch_names"),
+    [
+        ("demo-1.0.tar.gz", ["fix.patch"], "demo-1.0.tar.gz", ("fix.patch",)),
+        ("../up/Demo_1.0+x~y.tar.xz", ["/abs/a.diff"], "Demo_1.0+x~y.tar.xz", ("a.diff",)),
+        (
+            "~/dl/demo (1).tar.bz2",
+            ["it's.patch", "$(x).diff"],
+            "demo-1.0.tar.bz2",
+            ("demo-1.0-patch0.patch", "demo-1.0-patch1.patch"),
+        ),
+        ("x/.hidden.tar.gz", ["-p0.patch"], "demo-1.0.tar.gz", ("demo-1.0-patch0.patch",)),
+        ("~", ["%{x}.patch"], "demo-1.0.tar.gz", ("demo-1.0-patch0.patch",)),
+        (f"{'s' * 129}.tar", [f"{'p' * 200}.patch"], "demo-1.0.tar", ("demo-1.0-patch0.patch",)),
+    ],
+)
+def test_sources_keep_safe_names_and_get_derived_ones_otherwise(
+    tmp_path: Path, source: str, patches: list[str], source_name: str, patch_names: tuple[str, ...]
+) -> None:
+    text = edit(VALID, 'source = "demo-1.0.tar.gz"', f"source = {json.dumps(source)}\npatches = {json.dumps(patches)}")
+    driver = load(tmp_path, text).pack.drivers[0]
+    assert (driver.source_name(), driver.patch_names()) == (source_name, patch_names)
+
+
+def test_two_files_with_one_name_in_sources_are_refused(tmp_path: Path) -> None:
+    text = edit(
+        VALID, 'source = "demo-1.0.tar.gz"', 'source = "demo-1.0.tar.gz"\npatches = ["a/fix.patch", "b/fix.patch"]'
+    )
+    assert only_problem(tmp_path, text) == (
+        "pack.toml: drivers[0].patches[1]: its file name in rpmbuild's SOURCES, 'fix.patch', is also that of "
+        "drivers[0].patches[0]; rename one of the two files"
+    )
+
+
+def test_one_file_used_twice_is_fine(tmp_path: Path) -> None:
+    second = '\n[[drivers]]\nname = "other"\nversion = "1"\nsource = "demo-1.0.tar.gz"\nsummary = "Other"\n'
+    assert len(load(tmp_path, VALID + second).pack.drivers) == 2
+
+
+def test_rpms_path_refuses_any_depth(tmp_path: Path) -> None:
+    assert only_problem(tmp_path, VALID + '\n[[rpms]]\npath = "/**/*.rpm"\n') == (
+        "pack.toml: rpms[0].path: '/**/*.rpm': '**' (any depth) is not supported; name the folder holding the RPMs"
+    )
+
+
+def test_not_utf8_in_a_file_too_broken_to_parse_names_the_key_by_its_line(tmp_path: Path) -> None:
+    text = VALID.encode() + b'\n[drivers.data]\nversion = "1"\nfolder = "x\xff\n"\n'
+    (tmp_path / "pack.toml").write_bytes(text)
+    with pytest.raises(PackError) as caught:
+        load_pack(tmp_path)
+    assert caught.value.problems == ["pack.toml: drivers[0].data.folder (line 15): not UTF-8 text (invalid start byte)"]
+
+
+@pytest.mark.parametrize("key", ["version", "release"])
+def test_versions_with_two_dots_in_a_row_are_refused(tmp_path: Path, key: str) -> None:
+    text = edit(VALID, 'version = "1.0"\n', 'version = "1.0"\nrelease = "1"\n')
+    text = edit(text, f'{key} = "{"1.0" if key == "version" else "1"}"\n', f'{key} = "1..0"\n')
+    assert only_problem(tmp_path, text).startswith(
+        f"pack.toml: drivers[0].{key}: '1..0' holds '..', which rpm does not allow in a {key}"
+    )
+
+
+@pytest.mark.parametrize("good", ["product-version = 8.2.1", "a >= 1:2.0-3, b", "xenserver-release", "/usr/bin/x"])
+def test_base_requires_takes_rpm_requirements(tmp_path: Path, good: str) -> None:
+    text = edit(VALID, 'version = "1.0.0"\n', f'version = "1.0.0"\nbase_requires = "{good}"\n')
+    assert load(tmp_path, text).pack.pack.base_requires == good
+
+
+@pytest.mark.parametrize("bad", ["....", "(a or b)", "a >=", "-a", "a = = 1"])
+def test_base_requires_refuses_what_rpm_cannot_read(tmp_path: Path, bad: str) -> None:
+    text = edit(VALID, 'version = "1.0.0"\n', f'version = "1.0.0"\nbase_requires = "{bad}"\n')
+    assert only_problem(tmp_path, text).startswith(f"pack.toml: pack.base_requires: {bad!r} is not an rpm requirement")

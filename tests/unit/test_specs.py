@@ -583,7 +583,7 @@ def test_data_folder_with_files_outside_allowed_trees(root: Path) -> None:
     with pytest.raises(PackError) as caught:
         render_data_spec(ctx, ctx.loaded.pack.drivers[0], 0)
     assert caught.value.problems == [
-        f"packs/demo/pack.toml: drivers[0].data: demo-data-2.0/{rel} would install to /{rel}, "
+        f"packs/demo/pack.toml: drivers[0].data.folder: demo-data-2.0/{rel} would install to /{rel}, "
         "outside the allowed trees (lib/firmware, etc, usr/share/doc)"
         for rel in ("boot/evil", "etcetera/x", "usr/bin/demo-tool")
     ]
@@ -600,10 +600,10 @@ def test_data_folder_with_a_symlink(root: Path) -> None:
 
 def test_data_folder_missing_or_empty(root: Path) -> None:
     ctx = context(demo_pack(root, DATA_TOML))
-    with pytest.raises(PackError, match=r"drivers\[0\]\.data: data folder demo-data-2.0/ not found"):
+    with pytest.raises(PackError, match=r"drivers\[0\]\.data\.folder: .*/packs/demo/demo-data-2.0 is not a folder"):
         render_data_spec(ctx, ctx.loaded.pack.drivers[0], 0)
     (ctx.loaded.folder / "demo-data-2.0" / "etc").mkdir(parents=True)
-    with pytest.raises(PackError, match=r"demo-data-2.0/ holds no files"):
+    with pytest.raises(PackError, match=r"drivers\[0\]\.data\.folder: demo-data-2.0/ holds no files"):
         render_data_spec(ctx, ctx.loaded.pack.drivers[0], 0)
 
 
@@ -633,19 +633,21 @@ def test_write_specs(root: Path, tmp_path: Path) -> None:
 
     specs_dir = root / "build" / "demo" / "SPECS"
     assert ctx.specs_dir == specs_dir
-    assert sorted(p.name for p in specs_dir.iterdir()) == ["demo-data.spec", "demo.spec", "other.spec"]
+    # A hand-written spec is copied under its driver's name: every spec rpmbuild runs is in build/<label>/.
+    assert sorted(p.name for p in specs_dir.iterdir()) == ["demo-data.spec", "demo.spec", "handmade.spec", "other.spec"]
     demo, other, handmade = result.drivers
     assert (demo.kmod_spec, demo.data_spec) == (specs_dir / "demo.spec", specs_dir / "demo-data.spec")
     assert demo.layout is not None and demo.layout.top_dir == "demo-1.0"
     assert (other.kmod_spec, other.data_spec) == (specs_dir / "other.spec", None)
     assert other.layout is not None and other.layout.top_dir is None
-    assert handmade.kmod_spec == loaded.folder / "handmade.spec"
+    assert handmade.kmod_spec == specs_dir / "handmade.spec"
+    assert handmade.kmod_spec.read_text() == "Name: handmade\n"
     assert handmade.layout is None
     assert demo.kmod_spec.read_text() == kmod_spec(ctx, 0)
     assert "%setup -q -c -n other-0.9\n" in other.kmod_spec.read_text()
     assert demo.data_spec is not None
     assert demo.data_spec.read_text() == render_data_spec(ctx, loaded.pack.drivers[0], 0)
-    for spec in specs_dir.iterdir():
+    for spec in (demo.kmod_spec, demo.data_spec, other.kmod_spec):
         parsed(spec.read_text(), tmp_path / "parse" / spec.stem)
     # Written atomically: no temporary files are left beside the specs.
     assert not [p for p in specs_dir.iterdir() if p.name.startswith(".")]

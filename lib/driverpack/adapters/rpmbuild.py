@@ -35,6 +35,32 @@ def has_rpm_database() -> bool:
     return run(["rpm", "-q", "--quiet", "rpm"], check=False, quiet=True).returncode == 0
 
 
+# Every folder rpmbuild writes to or deletes in, each inside _topdir: %setup's `rm -rf`, %install and
+# rpm's own temporary scripts (_tmppath, /var/tmp by default) then cannot reach outside it. The RPMs
+# themselves may go to shared folders (rpmdir, srcrpmdir), which the caller keeps inside build/<label>/.
+DIRECTORY_MACROS = {
+    "_topdir": "",
+    "_builddir": "BUILD",
+    "_sourcedir": "SOURCES",
+    "_specdir": "SPECS",
+    "_rpmdir": "RPMS",
+    "_srcrpmdir": "SRPMS",
+    "_buildrootdir": "BUILDROOT",
+    "_tmppath": "tmp",
+}
+
+
+def macro_path(path: Path) -> str:
+    """A path as the body of a --define. rpm expands folder macros more than once, so no escaping keeps a '%'
+    literal: a path holding one would be read as macros (the pack's paths cannot hold one; the checkout's might)."""
+    if "%" in str(path):
+        raise BuildError(
+            f"rpmbuild cannot work with the path {path}: rpm reads the '%' in it as a macro",
+            hint="build from a folder whose path has no '%'",
+        )
+    return str(path)
+
+
 def rpmbuild_argv(
     spec: Path,
     topdir: Path,
@@ -44,11 +70,11 @@ def rpmbuild_argv(
     rpmdir: Path | None = None,
     srcrpmdir: Path | None = None,
 ) -> list[str]:
+    folders = {macro: topdir / sub for macro, sub in DIRECTORY_MACROS.items()}
+    folders["_rpmdir"] = rpmdir or folders["_rpmdir"]
+    folders["_srcrpmdir"] = srcrpmdir or folders["_srcrpmdir"]
     settings = {
-        "_topdir": str(topdir),
-        "_sourcedir": str(topdir / "SOURCES"),
-        "_rpmdir": str(rpmdir or topdir / "RPMS"),
-        "_srcrpmdir": str(srcrpmdir or topdir / "SRPMS"),
+        **{macro: macro_path(folder) for macro, folder in folders.items()},
         "_buildhost": BUILDHOST,
         "use_source_date_epoch_as_buildtime": "1",
         "clamp_mtime_to_source_date_epoch": "1",
@@ -78,7 +104,7 @@ def rpmbuild(
     srcrpmdir: Path | None = None,
 ) -> BuiltSpec:
     """Build `spec`; return the RPMs rpmbuild reports it wrote."""
-    for sub in ("SOURCES", "BUILD", "BUILDROOT"):
+    for sub in DIRECTORY_MACROS.values():
         (topdir / sub).mkdir(parents=True, exist_ok=True)
     for folder in (rpmdir or topdir / "RPMS", srcrpmdir or topdir / "SRPMS"):
         folder.mkdir(parents=True, exist_ok=True)

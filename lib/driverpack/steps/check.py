@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +14,18 @@ from pathlib import Path
 from driverpack.adapters import gpg
 from driverpack.adapters.rpminfo import check_common, read_rpm
 from driverpack.adapters.tarball import inspect_tarball
-from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
+from driverpack.context import KERNEL_HEADERS_HINT, KernelTarget, resolve_kernel
+from driverpack.datafiles import printable, scan_data_folder
 from driverpack.errors import DriverpackError, PackError
 from driverpack.load import LoadedPack, find_pack_folders, load_pack
+from driverpack.models import (
+    SOURCE_SUFFIXES,
+    Driver,
+    is_kernel_release,
+    is_plain_file_name,
+    is_spec_safe_path,
+    shown,
+)
 from driverpack.proposal import dkms_disagreements, read_markers, route_problems
 from driverpack.run import tool_hint
 
@@ -29,7 +40,9 @@ REQUIRED_TOOLS: dict[str, str] = {
     "patch": "applies the pack's patches",
 }
 
-_SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+# Kbuild refuses a tree whose path has spaces or colons, and the spec's %build puts it in a shell
+# command unquoted (%{kernel_build_dir}): only these characters.
+_KERNEL_TREE_PATH = re.compile(r"/[A-Za-z0-9._+/@,=~-]*")
 
 
 @dataclass(frozen=True)
@@ -50,59 +63,63 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
         if shutil.which(tool) is None:
             problems.append(f"tool '{tool}' not found on PATH (it {why}); {tool_hint(tool)}")
 
-    try:
-        kernel = resolve_kernel(loaded, root)
-    except DriverpackError as exc:
-        problems.append(exc.message)
-        hints.append(exc.hint)
-        kernel = None
-    if kernel is not None and pack.drivers and not (kernel.build_dir / "Makefile").is_file():
-        problems.append(
-            f"{where}: target: kernel build dir {kernel.build_dir} for kernel {kernel.release} not found "
-            "(it must hold the kernel's Kbuild Makefile)"
-        )
-        hints.append(KERNEL_HEADERS_HINT)
+    work = root.resolve() / "build" / loaded.label
+    kernel, kernel_problems = _kernel(loaded, root, hints)
+    problems += kernel_problems
 
     for i, driver in enumerate(pack.drivers):
+        key = f"{where}: drivers[{i}]"
         source = loaded.resolve(driver.source)
-        if not source.is_file():
-            problems.append(f"{where}: drivers[{i}].source: {source} not found")
-        elif not source.name.endswith(_SOURCE_SUFFIXES):
-            problems.append(
-                f"{where}: drivers[{i}].source: {source.name} is not a tarball (.tar.gz, .tar.bz2, .tar.xz)"
-            )
+        problem = _input_problem(source, work)
+        if problem:
+            problems.append(f"{key}.source: {problem}")
+        elif not source.name.endswith(SOURCE_SUFFIXES):
+            problems.append(f"{key}.source: {source.name} is not a tarball (.tar.gz, .tar.bz2, .tar.xz)")
         elif not driver.spec:  # a hand-written spec may build without Kbuild: its tarball is its own business
-            try:
-                # Unsafe members, a broken archive, no Kbuild: found before anything runs.
-                layout = inspect_tarball(source)
-                tree = read_markers(source)
-            except PackError as exc:
-                problems += [f"{where}: drivers[{i}].source: {p}" for p in exc.problems]
-            else:
-                problems += [f"{where}: drivers[{i}].{p}" for p in route_problems(driver, tree, layout)]
-                warnings += [f"{where}: drivers[{i}]: {w}" for w in dkms_disagreements(driver, tree, layout)]
+            tarball_problems = _tarball_problems(source)
+            problems += [f"{key}.source: {p}" for p in tarball_problems]
+            if not tarball_problems:
+                try:
+                    layout = inspect_tarball(source)
+                    tree = read_markers(source)
+                except PackError as exc:
+                    problems += [f"{key}.source: {p}" for p in exc.problems]
+                else:
+                    problems += [f"{key}.{p}" for p in route_problems(driver, tree, layout)]
+                    warnings += [f"{key}: {w}" for w in dkms_disagreements(driver, tree, layout)]
         for j, patch in enumerate(driver.patches):
-            if not loaded.resolve(patch).is_file():
-                problems.append(f"{where}: drivers[{i}].patches[{j}]: {loaded.resolve(patch)} not found")
-        if driver.spec and not loaded.resolve(driver.spec).is_file():
-            problems.append(f"{where}: drivers[{i}].spec: {loaded.resolve(driver.spec)} not found")
-        if driver.data is not None and not (loaded.folder / driver.data_folder()).is_dir():
-            problems.append(
-                f"{where}: drivers[{i}].data: folder {driver.data_folder()}/ not found next to pack.toml "
-                "(lay out the files as they install: lib/firmware/..., etc/...)"
-            )
+            problem = _input_problem(loaded.resolve(patch), work)
+            if problem:
+                problems.append(f"{key}.patches[{j}]: {problem}")
+        if driver.spec:
+            problem = _input_problem(loaded.resolve(driver.spec), work)
+            if problem:
+                problems.append(f"{key}.spec: {problem}")
+        if driver.data is not None:
+            problems += [f"{key}.data.folder: {p}" for p in _data_folder_problems(loaded, driver, root, work)]
     for i, extra in enumerate(pack.rpms):
-        found = extra_rpm_files(loaded, extra.path)
+        try:
+            found = extra_rpm_files(loaded, extra.path)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{where}: rpms[{i}].path: {shown(extra.path)} cannot be searched: {exc}")
+            continue
         if not found:
             problems.append(f"{where}: rpms[{i}].path: no RPM found at {loaded.resolve(extra.path)}")
         for path in found:
+            # A prebuilt RPM keeps its file name on the ISO and in the repodata.
+            if not (is_plain_file_name(path.name) and path.name.endswith(".rpm")):
+                problems.append(
+                    f"{where}: rpms[{i}].path: {printable(path.name)}: rename it to name-version-release.arch.rpm "
+                    "(letters, digits and . _ + - only); it keeps its file name in the pack"
+                )
+                continue
             # Refused now rather than after every driver has been compiled.
             try:
-                problems += [f"{where}: rpms[{i}]: {p}" for p in check_common(read_rpm(path))]
+                problems += [f"{where}: rpms[{i}].path: {p}" for p in check_common(read_rpm(path))]
             except DriverpackError as exc:
-                problems.append(f"{where}: rpms[{i}]: {exc.message}")
+                problems.append(f"{where}: rpms[{i}].path: {exc.message}")
 
-    signing, signing_hints = _signing_problems(loaded)
+    signing, signing_hints = _signing_problems(loaded, work)
     problems += signing
     hints += signing_hints
 
@@ -115,17 +132,24 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir)
 
 
-def _signing_problems(loaded: LoadedPack) -> tuple[list[str], list[str]]:
+def _signing_problems(loaded: LoadedPack, work: Path) -> tuple[list[str], list[str]]:
     """The pack's signing key is there and can sign; the environment's passphrase source is usable (not read)."""
     info, where = loaded.pack.pack, loaded.file
     problems: list[str] = []
     hints: list[str] = []
     if info.signing_key:
         key_file = loaded.resolve(info.signing_key)
-        if not key_file.is_file():
-            problems.append(f"{where}: pack.signing_key: {key_file} not found")
+        problem = _input_problem(key_file, work)
+        if not problem and not is_plain_file_name(key_file.name):
+            # Its name, less .asc/.gpg, names the public key in dist/ and update.xml's key attribute.
+            problem = (
+                f"{printable(key_file.name)}: name the key file with letters, digits and . _ + - only "
+                "(less .asc or .gpg, its name is the public key's file name in dist/ and in update.xml)"
+            )
+        if problem:
+            problems.append(f"{where}: pack.signing_key: {problem}")
         for i, driver in enumerate(loaded.pack.drivers):
-            data = loaded.folder / driver.data_folder() if driver.data is not None else None
+            data = loaded.data_folder(driver) if driver.data is not None else None
             if data is not None and key_file.resolve().is_relative_to(data.resolve()):
                 problems.append(
                     f"{where}: pack.signing_key: {key_file} is inside drivers[{i}].data's folder, which ships in "
@@ -141,6 +165,95 @@ def _signing_problems(loaded: LoadedPack) -> tuple[list[str], list[str]]:
     if info.signing_key or info.signing_fingerprint:
         problems += gpg.passphrase_problems(os.environ)
     return problems, hints
+
+
+def _input_problem(path: Path, work: Path, *, folder: bool = False) -> str:
+    """Why `path` cannot be one of the pack's input files (or folders), or "" when it can."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{path} not found"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    except ValueError:  # a NUL in a value no model rule has checked (signing_key)
+        return f"{shown(str(path))} is not a usable file path"
+    if folder and not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a folder"
+    if not folder and not stat.S_ISREG(info.st_mode):
+        return f"{path} is not a file" + (" (a folder)" if stat.S_ISDIR(info.st_mode) else "")
+    if path.resolve().is_relative_to(work):
+        return f"{path} is inside {work}, which driverpack rewrites on every build; keep the pack's files elsewhere"
+    return ""
+
+
+def _tarball_problems(source: Path) -> list[str]:
+    """Unsafe members, a broken archive, no Kbuild, folder names a spec cannot hold: before anything runs."""
+    try:
+        layout = inspect_tarball(source)
+    except PackError as exc:
+        return exc.problems
+    names = [("the tarball's top directory", layout.top_dir or ""), ("the Makefile's directory", layout.build_dir)]
+    return [
+        f"{source.name}: {what} {printable(name)!r} has characters driverpack does not put in a spec; "
+        "repack it with a folder named with letters, digits and . _ + - only"
+        for what, name in names
+        if name and not is_spec_safe_path(name)
+    ]
+
+
+def _data_folder_problems(loaded: LoadedPack, driver: Driver, root: Path, work: Path) -> list[str]:
+    """The data folder: read from anywhere, but it must be a folder of plain files that install where allowed."""
+    folder = loaded.data_folder(driver)
+    problem = _input_problem(folder, work, folder=True)
+    if problem:
+        hint = " (lay out the files as they install: lib/firmware/..., etc/...)" if "not found" in problem else ""
+        return [problem + hint]
+    real = folder.resolve()
+    for output in ("build", "dist", "keys"):
+        if (root.resolve() / output).is_relative_to(real):
+            return [
+                f"{folder} holds driverpack's {output}/ folder (it would pack its own outputs); "
+                "point it at a folder holding only the data files"
+            ]
+    return scan_data_folder(folder, driver.data_folder())[1]
+
+
+def _kernel(loaded: LoadedPack, root: Path, hints: list[str]) -> tuple[KernelTarget | None, list[str]]:
+    """The target kernel, and why it cannot be built against: not resolvable, a release or build dir a spec
+    cannot hold, no Kbuild tree."""
+    where = loaded.file
+    target = loaded.pack.target
+    if target.kernel_devel:
+        problem = _input_problem(loaded.resolve(target.kernel_devel), root.resolve() / "build" / loaded.label)
+        if problem:
+            return None, [f"{where}: target.kernel_devel: {problem}"]
+    try:
+        kernel = resolve_kernel(loaded, root)
+    except DriverpackError as exc:
+        hints.append(exc.hint)
+        return None, [exc.message]
+    if not loaded.pack.drivers:
+        return kernel, []
+    key = "target.kernel_devel" if target.kernel_devel else "target.kernel"
+    if not is_kernel_release(kernel.release):
+        return None, [f"{where}: {key}: the kernel release found, {shown(kernel.release)}, is not a usable release"]
+    if target.build_dir and not _KERNEL_TREE_PATH.fullmatch(str(kernel.build_dir)):
+        return None, [
+            f"{where}: target.build_dir: {shown(str(kernel.build_dir))} has characters Kbuild and a spec's shell "
+            "cannot take (spaces, quotes, ':', '$', ...); use a path (or a symbolic link) of letters, digits and "
+            ". _ + - / only"
+        ]
+    try:
+        has_makefile = (kernel.build_dir / "Makefile").is_file()
+    except OSError:
+        has_makefile = False
+    if not has_makefile:
+        hints.append(KERNEL_HEADERS_HINT)
+        return None, [
+            f"{where}: target.{'build_dir' if target.build_dir else 'kernel'}: kernel build dir {kernel.build_dir} "
+            f"for kernel {kernel.release} not found (it must hold the kernel's Kbuild Makefile)"
+        ]
+    return kernel, []
 
 
 def extra_rpm_files(loaded: LoadedPack, pattern: str) -> list[Path]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from driverpack.adapters.rpmbuild import BuiltSpec, rpmbuild
+from driverpack.adapters.rpmbuild import BuiltSpec, macro_path, rpmbuild
 from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod_rpm, read_rpm
 from driverpack.archive import write_tarball
 from driverpack.context import Context
@@ -66,21 +66,22 @@ def unit_tree(ctx: Context, unit: str) -> Path:
 
 
 def _copy_sources(ctx: Context, driver: Driver, sources: Path) -> None:
-    for item in (driver.source, *driver.patches):
-        path = ctx.loaded.resolve(item)
-        shutil.copyfile(path, sources / path.name)
+    """The tarball and patches, under the names the spec gives them (validated names, never the pack's paths)."""
+    names = (driver.source_name(), *driver.patch_names())
+    for item, name in zip((driver.source, *driver.patches), names, strict=True):
+        shutil.copyfile(ctx.loaded.resolve(item), sources / name)
 
 
 def _pack_data(ctx: Context, driver: Driver, sources: Path) -> None:
     """The data folder as a plain tar (the SRPM's payload compresses it once)."""
-    folder = ctx.loaded.folder / driver.data_folder()
-    write_tarball(sources / driver.data_source(), [(driver.data_folder(), folder)], ctx.epoch)
+    folder = ctx.loaded.data_folder(driver)  # only read; the tar and the spec know it by its fixed name
+    write_tarball(sources / driver.data_source(), [(driver.data_dir_name, folder)], ctx.epoch)
 
 
 def _build(ctx: Context, spec: Path, tree: Path, prebuilt: Path | None, what: str = "-ba") -> BuiltSpec:
-    defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": str(ctx.kernel.build_dir)}
+    defines = {"_smp_mflags": f"-j{ctx.jobs}", "kernel_build_dir": macro_path(ctx.kernel.build_dir)}
     if prebuilt is not None:
-        defines["driverpack_prebuilt"] = str(prebuilt)
+        defines["driverpack_prebuilt"] = macro_path(prebuilt)
     log = ctx.logs_dir / f"{tree.name}.log"  # the unit's log: kmod-<driver>.log, data-<driver>.log
     return rpmbuild(
         spec,

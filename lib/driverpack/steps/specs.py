@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import stat
+import shutil
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import jinja2
 
 from driverpack import spectext
 from driverpack.adapters.tarball import TarballLayout, inspect_tarball
-from driverpack.atomic import write_text
+from driverpack.atomic import atomic_path, write_text
 from driverpack.context import Context
+from driverpack.datafiles import DataFile, scan_data_folder
 from driverpack.errors import PackError
 from driverpack.load import LoadedPack
-from driverpack.models import ChangelogEntry, Driver, data_path_allowed
+from driverpack.models import ChangelogEntry, Driver, is_spec_safe_path
 from driverpack.routes import plan_route, render_build_script
-
-# Names that are safe in a spec, a shell command and %files without quoting tricks.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@:,=-]+$")
-
-
-@dataclass(frozen=True)
-class DataFile:
-    path: str  # install path without the leading '/'
-    mode: str  # octal, e.g. "0644"
-    is_config: bool
 
 
 @dataclass(frozen=True)
@@ -77,13 +67,19 @@ def setup_line(layout: TarballLayout, driver: Driver) -> str:
 
 
 def _checked_name(value: str, what: str, where: str) -> str:
-    for part in PurePosixPath(value).parts:
-        if not _SAFE_NAME.match(part):
-            raise PackError(
-                [f"{where}: {what} {value!r} has characters driverpack does not put in a spec"],
-                hint="rename it using letters, digits and . _ + - only",
-            )
+    # The preflight refuses such names first; this guards the template against a call that skipped it.
+    if not is_spec_safe_path(value):
+        raise PackError(
+            [f"{where}: {what} {value!r} has characters driverpack does not put in a spec"],
+            hint="rename it using letters, digits and . _ + - only",
+        )
     return value
+
+
+def pack_file_shown(loaded: LoadedPack) -> str:
+    """The pack file as the specs' first comment names it; rpm expands macros even in comments, so only a safe name."""
+    folder = loaded.folder.name
+    return f"{folder if is_spec_safe_path(folder) else loaded.label}/pack.toml"
 
 
 def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index: int) -> str:
@@ -99,7 +95,7 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
         _environment()
         .get_template("kmod.spec.j2")
         .render(
-            pack_file=f"{loaded.folder.name}/pack.toml",
+            pack_file=pack_file_shown(loaded),
             kernel=ctx.kernel.release,
             module_dir=ctx.kernel.module_dir,
             name=driver.name,
@@ -108,10 +104,8 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
             summary=spectext.escape(driver.summary),
             license=spectext.escape(driver.license),
             vendor=spectext.escape(loaded.pack.pack.vendor),
-            source=_checked_name(Path(driver.source).name, "source", f"{where}.source"),
-            patches=[
-                _checked_name(Path(p).name, "patch", f"{where}.patches[{i}]") for i, p in enumerate(driver.patches)
-            ],
+            source=driver.source_name(),
+            patches=list(driver.patch_names()),
             requires_kernel=ctx.kernel.requires_kernel,
             description=description(driver.description, driver.summary),
             setup=setup_line(layout, driver),
@@ -124,38 +118,14 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
 
 
 def data_files(loaded: LoadedPack, driver: Driver, index: int) -> list[DataFile]:
-    """The data folder's files, at their install paths; every problem reported at once."""
-    folder = loaded.folder / driver.data_folder()
-    where = f"{loaded.file}: drivers[{index}].data"
+    """The data folder's files, at their install paths (the preflight has reported any problem already)."""
+    where = f"{loaded.file}: drivers[{index}].data.folder"
+    folder = loaded.data_folder(driver)
     if not folder.is_dir():
-        raise PackError(
-            [f"{where}: data folder {driver.data_folder()}/ not found next to pack.toml"],
-            hint="create it with the files laid out as they install (lib/firmware/..., etc/modprobe.d/...)",
-        )
-    files, problems = [], []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        info = path.lstat()
-        if stat.S_ISDIR(info.st_mode):
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            problems.append(f"{where}: {driver.data_folder()}/{rel} is not a regular file (links are not packed)")
-            continue
-        if not data_path_allowed(PurePosixPath("/" + rel)):
-            problems.append(
-                f"{where}: {driver.data_folder()}/{rel} would install to /{rel}, outside the allowed trees "
-                "(lib/firmware, etc, usr/share/doc)"
-            )
-            continue
-        if not all(_SAFE_NAME.match(part) for part in PurePosixPath(rel).parts):
-            problems.append(f"{where}: {driver.data_folder()}/{rel}: rename it using letters, digits and . _ + - only")
-            continue
-        mode = "0755" if info.st_mode & 0o111 else "0644"
-        files.append(DataFile(path=rel, mode=mode, is_config=rel.startswith("etc/")))
+        raise PackError([f"{where}: {folder} is not a folder"])
+    files, problems = scan_data_folder(folder, driver.data_folder())
     if problems:
-        raise PackError(problems)
-    if not files:
-        raise PackError([f"{where}: data folder {driver.data_folder()}/ holds no files"])
+        raise PackError([f"{where}: {p}" for p in problems])
     return files
 
 
@@ -167,7 +137,7 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
         _environment()
         .get_template("data.spec.j2")
         .render(
-            pack_file=f"{loaded.folder.name}/pack.toml",
+            pack_file=pack_file_shown(loaded),
             name=driver.data_name,
             version=data.version,
             release=data.release,
@@ -175,7 +145,7 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
             license=spectext.escape(data.license or driver.license),
             vendor=spectext.escape(loaded.pack.pack.vendor),
             source=driver.data_source(),
-            folder=_checked_name(driver.data_folder(), "data folder", f"{loaded.file}: drivers[{index}].data"),
+            folder=driver.data_dir_name,
             description=description(
                 "", f"Userspace files (firmware, modprobe rules, configuration) for {driver.name}."
             ),
@@ -193,7 +163,12 @@ def write_driver_specs(ctx: Context, index: int) -> DriverSpecs:
         data_spec = ctx.specs_dir / f"{driver.data_name}.spec"
         write_text(data_spec, render_data_spec(ctx, driver, index))
     if driver.spec:
-        return DriverSpecs(driver, ctx.loaded.resolve(driver.spec), data_spec, None)
+        # Copied under the driver's name: build/<label>/ then holds every spec rpmbuild runs, named from
+        # validated names only (logs, the release zip), wherever the pack keeps its own.
+        own_spec = ctx.specs_dir / f"{driver.name}.spec"
+        with atomic_path(own_spec) as tmp:
+            shutil.copyfile(ctx.loaded.resolve(driver.spec), tmp)
+        return DriverSpecs(driver, own_spec, data_spec, None)
     layout = inspect_tarball(ctx.loaded.resolve(driver.source))
     kmod_spec = ctx.specs_dir / f"{driver.name}.spec"
     write_text(kmod_spec, render_kmod_spec(ctx, driver, layout, index))
@@ -201,9 +176,8 @@ def write_driver_specs(ctx: Context, index: int) -> DriverSpecs:
 
 
 def written(specs: DriverSpecs) -> tuple[Path, ...]:
-    """The spec files this step wrote for a driver (a hand-written spec is the user's, not an output)."""
-    kmod = () if specs.layout is None else (specs.kmod_spec,)
-    return (*kmod, *((specs.data_spec,) if specs.data_spec is not None else ()))
+    """The spec files this step wrote for a driver (a hand-written one as its copy)."""
+    return (specs.kmod_spec, *((specs.data_spec,) if specs.data_spec is not None else ()))
 
 
 def write_specs(ctx: Context) -> SpecsResult:
