@@ -71,10 +71,13 @@ class Run:
     @property
     def ctx(self) -> Context:
         if self._ctx is None:
+            from driverpack import guidance
             from driverpack.steps.check import preflight
 
-            timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
+            checked = timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
             self._ctx = make_context(self.loaded, self.root, self.jobs)
+            for line in guidance.messages(self.loaded, checked.carries_modules):
+                say(line)
             if self.loaded.pack.drivers and not self._ctx.kernel.requires_kernel:
                 say(
                     f"warning: kernel {self._ctx.kernel.release} is not usable as an rpm version, so the driver "
@@ -129,7 +132,7 @@ class Run:
         digest = Digest("compile", code_digest(), kernel_identity(ctx.kernel.build_dir).hexdigest())
         digest.text(ctx.kernel.release).text(tool_version("gcc")).text(tool_version("make"))
         for driver in ctx.loaded.pack.drivers:
-            digest.text(driver.model_dump_json(include={"name", "source", "patches", "spec", "make_args"}))
+            digest.text(driver.model_dump_json(include={"name", "replaces", "source", "patches", "spec", "make_args"}))
             digest.file(ctx.loaded.resolve(driver.source))
             for patch in driver.patches:
                 digest.file(ctx.loaded.resolve(patch))

@@ -108,7 +108,7 @@ def code_digest() -> str:
     digest = Digest()
     package = Path(__file__).parent
     for path in sorted(package.rglob("*")):
-        if path.is_file() and path.suffix in {".py", ".j2"}:
+        if path.is_file() and path.suffix in {".py", ".j2", ".toml"}:
             digest.text(path.relative_to(package).as_posix()).text(file_digest(path))
     for dist in ("pycdlib", "createrepo_c", "rpmfile", "jinja2"):
         try:

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters.rpminfo import check_common, read_rpm
 from driverpack.adapters.tarball import inspect_tarball
 from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
@@ -31,6 +32,7 @@ _SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", "
 class CheckResult:
     kernel: str
     build_dir: Path
+    carries_modules: bool  # the pack has drivers, or a carried RPM holds kernel modules
 
 
 def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
@@ -67,9 +69,12 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             )
         elif not driver.spec:  # a hand-written spec may build without Kbuild: its tarball is its own business
             try:
-                inspect_tarball(source)  # unsafe members, a broken archive, no Kbuild: found before anything runs
+                # Unsafe members, a broken archive, no Kbuild: found before anything runs.
+                layout = inspect_tarball(source)
             except PackError as exc:
                 problems += [f"{where}: drivers[{i}].source: {p}" for p in exc.problems]
+            else:
+                problems += inbox.module_problems(layout.modules, driver.rpm_name, f"{where}: drivers[{i}]")
         for j, patch in enumerate(driver.patches):
             if not loaded.resolve(patch).is_file():
                 problems.append(f"{where}: drivers[{i}].patches[{j}]: {loaded.resolve(patch)} not found")
@@ -80,6 +85,8 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 f"{where}: drivers[{i}].data: folder {driver.data_folder()}/ not found next to pack.toml "
                 "(lay out the files as they install: lib/firmware/..., etc/...)"
             )
+    problems += inbox.replaces_problems(pack, str(where))
+    carries_modules = bool(pack.drivers)
     for i, extra in enumerate(pack.rpms):
         found = extra_rpm_files(loaded, extra.path)
         if not found:
@@ -87,7 +94,9 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
         for path in found:
             # Refused now rather than after every driver has been compiled.
             try:
-                problems += [f"{where}: rpms[{i}]: {p}" for p in check_common(read_rpm(path))]
+                info = read_rpm(path)
+                problems += [f"{where}: rpms[{i}]: {p}" for p in (*check_common(info), *inbox.rpm_problems(info))]
+                carries_modules = carries_modules or any(f.path.startswith("/lib/modules/") for f in info.files)
             except DriverpackError as exc:
                 problems.append(f"{where}: rpms[{i}]: {exc.message}")
 
@@ -98,7 +107,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     if problems:
         raise PackError(problems, hint="; ".join(dict.fromkeys(h for h in hints if h)))
     assert kernel is not None
-    return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir)
+    return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir, carries_modules=carries_modules)
 
 
 def extra_rpm_files(loaded: LoadedPack, pattern: str) -> list[Path]:

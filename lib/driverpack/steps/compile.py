@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters.tarball import extract_tarball, inspect_tarball
 from driverpack.context import Context
 from driverpack.errors import BuildError, PackError, ToolError
@@ -72,7 +73,20 @@ def compile_modules(ctx: Context, progress: Callable[[str, int, int], None] | No
             if progress is not None:
                 progress(future.result().name, done, len(futures))
         results = [f.result() for f in futures]
+    refuse_inbox_modules(ctx, results)
     return CompileResult(tuple(results))
+
+
+def refuse_inbox_modules(ctx: Context, results: list[CompiledDriver]) -> None:
+    """Before any RPM is made: no built module may be one an in-box driver package owns (unless replaced)."""
+    drivers = {d.name: (i, d) for i, d in enumerate(ctx.loaded.pack.drivers)}
+    problems = []
+    for result in results:
+        index, driver = drivers[result.name]
+        where = f"{ctx.loaded.file}: drivers[{index}]"
+        problems += inbox.module_problems((m.name for m in result.modules), driver.rpm_name, where)
+    if problems:
+        raise PackError(problems, hint="no RPM was built; see 'Targeting Citrix Hypervisor 8.2' in the README")
 
 
 def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from driverpack import packmeta
+from driverpack import guidance, packmeta
 from driverpack.adapters import gpg
 from driverpack.adapters.iso import IsoEntry, write_iso
 from driverpack.adapters.repodata import render_groups_xml, write_repodata
@@ -57,9 +57,11 @@ def md5_line(path: Path, name: str) -> str:
 def update_meta(ctx: Context, key_name: str, payload: tuple[Path, ...]) -> packmeta.UpdateMeta:
     info = ctx.loaded.pack.pack
     rpms = []
+    carries_modules = False
     for path in payload:
         rpm = read_rpm(path)
         rpms.append(packmeta.PayloadRpm(rpm.name, rpm.epoch, rpm.version, rpm.release, rpm.installed_size))
+        carries_modules = carries_modules or any(f.path.startswith("/lib/modules/") for f in rpm.files)
     return packmeta.UpdateMeta(
         label=ctx.label,
         text=info.text,
@@ -67,7 +69,7 @@ def update_meta(ctx: Context, key_name: str, payload: tuple[Path, ...]) -> packm
         version=info.version,
         build=info.build,
         vendor=info.vendor,
-        after_apply=info.after_apply,
+        after_apply=guidance.effective_after_apply(info.after_apply, carries_modules),
         key_name=key_name,
         base_requires=info.base_requires,
         payload=tuple(rpms),

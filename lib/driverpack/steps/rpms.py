@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters.rpmbuild import BuiltSpec, rpmbuild
 from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod_rpm, read_rpm
 from driverpack.archive import write_tarball
@@ -94,7 +95,9 @@ def build_rpms(ctx: Context, builds: Sequence[SpecBuild], extra: tuple[Path, ...
     data = [rpm for b, result in zip(builds, built, strict=True) if not b.is_kmod for rpm in result.rpms]
     problems: list[str] = []
     for path in kmod:
-        problems += check_kmod_rpm(read_rpm(path), ctx.kernel.release, (ctx.kernel.module_dir,))
+        info = read_rpm(path)
+        problems += check_kmod_rpm(info, ctx.kernel.release, (ctx.kernel.module_dir,))
+        problems += inbox.rpm_problems(info)
     for path in data:
         problems += check_data_rpm(read_rpm(path))
     for path in extra:
@@ -102,6 +105,7 @@ def build_rpms(ctx: Context, builds: Sequence[SpecBuild], extra: tuple[Path, ...
         carries_modules = any(f.path.startswith("/lib/modules/") for f in info.files)
         if carries_modules and ctx.kernel.release:  # built elsewhere (Koji, COPR): still for the target kernel?
             problems += check_kmod_rpm(info, ctx.kernel.release)
+            problems += inbox.rpm_problems(info)
         else:
             problems += check_common(info)
     if problems:

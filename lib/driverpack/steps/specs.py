@@ -10,13 +10,16 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from driverpack import spectext
+from driverpack import inbox, spectext
 from driverpack.adapters.tarball import TarballLayout, inspect_tarball
 from driverpack.atomic import write_text
 from driverpack.context import Context
 from driverpack.errors import PackError
 from driverpack.load import LoadedPack
 from driverpack.models import ChangelogEntry, Driver, data_path_allowed
+
+# Data files dracut copies into the initrd (firmware, modprobe options): the data RPM rebuilds it.
+INITRD_TREES = ("lib/firmware/", "etc/modprobe.d/")
 
 # Names that are safe in a spec, a shell command and %files without quoting tricks.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@:,=-]+$")
@@ -105,7 +108,8 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
             pack_file=f"{loaded.folder.name}/pack.toml",
             kernel=ctx.kernel.release,
             module_dir=ctx.kernel.module_dir,
-            name=driver.name,
+            name=driver.rpm_name,
+            epoch=driver.epoch,
             version=driver.version,
             release=driver.release,
             summary=spectext.escape(driver.summary),
@@ -120,7 +124,7 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
             setup=setup_line(layout, driver),
             build_dir=layout.build_dir,
             make_args=driver.make_args,
-            changelog=render_changelog(driver.changelog, f"{driver.version}-{driver.release}", ctx.epoch),
+            changelog=render_changelog(driver.changelog, str(inbox.driver_evr(driver)), ctx.epoch),
         )
     )
 
@@ -165,6 +169,7 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
     assert driver.data is not None
     loaded = ctx.loaded
     data = driver.data
+    files = data_files(loaded, driver, index)
     return (
         _environment()
         .get_template("data.spec.j2")
@@ -181,7 +186,9 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
             description=description(
                 "", f"Userspace files (firmware, modprobe rules, configuration) for {driver.name}."
             ),
-            files=data_files(loaded, driver, index),
+            files=files,
+            kernel=ctx.kernel.release,
+            initrd_files=any(f.path.startswith(INITRD_TREES) for f in files),
             changelog=render_changelog(driver.changelog, f"{data.version}-{data.release}", ctx.epoch),
         )
     )

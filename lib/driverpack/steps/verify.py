@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters import gpg
 from driverpack.adapters.iso import extract_iso, file_digests, read_iso
 from driverpack.adapters.repodata import check_repodata, read_repodata
@@ -216,6 +217,7 @@ def _rpm_problems(work: Path, attributes: dict[str, str], kernel: str | None, ok
         if kernels:
             target = kernel or sorted(kernels)[0]
             problems += check_kmod_rpm(info, target)
+            problems += inbox.rpm_problems(info)
             modules += sum(1 for f in info.files if f.path.endswith(".ko"))
         elif info.name.endswith("-data"):
             problems += check_data_rpm(info)
