@@ -78,3 +78,25 @@ def installed_kernel() -> str:
             " install the kernel headers (linux-headers-<flavour> or kernel-devel)"
         )
     return found[0]
+
+
+SHARED = REPO.parent / "shared"  # beside the checkout, here and in CI
+CH82_KERNEL = "4.19.0+1"  # Citrix Hypervisor 8.2's uname -r
+
+
+def ch82_kernel_devel() -> Path:
+    """Citrix Hypervisor 8.2's kernel-devel RPM from <repo>/../shared/ch82/; fails the test when absent."""
+    import pytest
+
+    found = sorted((SHARED / "ch82").glob("kernel-devel-*.rpm"))
+    if len(found) != 1:
+        pytest.fail(f"these tests need the one Citrix Hypervisor 8.2 kernel-devel RPM in {SHARED / 'ch82'}/")
+    return found[0]
+
+
+def use_kernel_devel_cache(root: Path, cache: Path) -> None:
+    """Make root's build/kernel-devel the session's cache, so the RPM is unpacked once per test session."""
+    (root / "build").mkdir(parents=True, exist_ok=True)
+    link = root / "build" / "kernel-devel"
+    if not link.exists():
+        link.symlink_to(cache, target_is_directory=True)
