@@ -207,10 +207,10 @@ def test_kmod_rpm_holds_exactly_its_modules(built: Built, kernel: str, case: str
     rpm = built.packages / driver.rpm
     assert rpm.is_file(), sorted(p.name for p in built.packages.iterdir())
     listed = tool("rpm", "-qp", "--list", rpm).split()
-    assert listed == [f"/lib/modules/{kernel}/extra/{module}" for module in sorted(driver.modules)]
+    assert listed == [f"/lib/modules/{kernel}/updates/{module}" for module in sorted(driver.modules)]
     unpacked = unpack_rpm(rpm, tmp_path / "unpacked")
     for module in driver.modules:
-        magic = vermagic((unpacked / "lib" / "modules" / kernel / "extra" / module).read_bytes())
+        magic = vermagic((unpacked / "lib" / "modules" / kernel / "updates" / module).read_bytes())
         assert magic is not None and vermagic_matches(magic, kernel), (module, magic)
 
 

@@ -57,7 +57,7 @@ Summary: What a Citrix Hypervisor 8.2 host provides to a pack, for dnf in a scra
 License: MIT
 BuildArch: noarch
 Provides: /bin/sh
-Provides: /sbin/depmod
+Provides: /usr/sbin/depmod
 {extra}
 %description
 Stands in for the host's base packages.
