@@ -141,7 +141,7 @@ def test_replaces_a_package_whose_evr_is_unknown_warns() -> None:
 def test_two_drivers_replacing_one_package_collide() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="package name 'intel-i40e' at drivers\\[1\\].replaces is already used"):
+    with pytest.raises(ValidationError, match=r"package name 'intel-i40e' at drivers\[1\]\.replaces is already used"):
         pack(driver("a", "3", 'replaces = "intel-i40e"\n') + driver("b", "3", 'replaces = "intel-i40e"\n'))
 
 
