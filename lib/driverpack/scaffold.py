@@ -21,13 +21,13 @@ version = "1.0.0"                # PACK_VERSION
 build = "1"                      # PACK_BUILD
 vendor = "Example Corp"
 # base_requires = "product-version = 8.2.1"
-# after_apply = ["restartHost"]
+# after_apply = []               # default: ["restartHost"], since the pack carries kernel modules
 # signing_key = "keys/RPM-GPG-KEY-example"
 
 [target]
 kernel = "4.19.0+1"              # Citrix Hypervisor 8.2; "auto": the one kernel installed here
 # build_dir = "/lib/modules/4.19.0+1/build"
-module_dir = "extra"
+module_dir = "updates"           # Citrix's rules; "extra" loses to an in-box module of the same name
 
 [[drivers]]
 name = "{name}"
@@ -36,6 +36,7 @@ release = "1"                    # RPM_RELEASE
 source = "{name}-1.0.tar.gz"     # put the tarball next to this file
 summary = "{label} kernel module"
 license = "GPL"
+# replaces = "intel-i40e"        # to upgrade an in-box driver package of Citrix Hypervisor 8.2
 patches = []
 changelog = [
   {{ date = "2024-01-01", author = "Example Corp <drivers@example.com>", text = "First release" }},
