@@ -171,6 +171,11 @@ def iter_payload(path: Path, suffix: str = "") -> Iterator[tuple[str, bytes]]:
             stream.close()
 
 
+def holds_modules(info: RpmInfo) -> bool:
+    """Whether the RPM installs anything under /lib/modules/ (a kernel-module RPM)."""
+    return any(f.path.startswith("/lib/modules/") for f in info.files)
+
+
 def check_common(info: RpmInfo) -> list[str]:
     """Problems any RPM in a pack has if the host's rpm 4.11 cannot install it."""
     problems: list[str] = []

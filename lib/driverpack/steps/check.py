@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driverpack import inbox
-from driverpack.adapters.rpminfo import check_common, read_rpm
+from driverpack.adapters.rpminfo import check_common, holds_modules, read_rpm
 from driverpack.adapters.tarball import inspect_tarball
 from driverpack.context import KERNEL_HEADERS_HINT, resolve_kernel
 from driverpack.errors import DriverpackError, PackError
@@ -96,7 +96,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
             try:
                 info = read_rpm(path)
                 problems += [f"{where}: rpms[{i}]: {p}" for p in (*check_common(info), *inbox.rpm_problems(info))]
-                carries_modules = carries_modules or any(f.path.startswith("/lib/modules/") for f in info.files)
+                carries_modules = carries_modules or holds_modules(info)
             except DriverpackError as exc:
                 problems.append(f"{where}: rpms[{i}]: {exc.message}")
 

@@ -13,7 +13,7 @@ from driverpack.adapters import gpg
 from driverpack.adapters.iso import IsoEntry, write_iso
 from driverpack.adapters.repodata import render_groups_xml, write_repodata
 from driverpack.adapters.rpmbuild import rpmbuild
-from driverpack.adapters.rpminfo import read_rpm
+from driverpack.adapters.rpminfo import holds_modules, read_rpm
 from driverpack.atomic import write_text
 from driverpack.context import Context
 from driverpack.errors import BuildError
@@ -61,7 +61,7 @@ def update_meta(ctx: Context, key_name: str, payload: tuple[Path, ...]) -> packm
     for path in payload:
         rpm = read_rpm(path)
         rpms.append(packmeta.PayloadRpm(rpm.name, rpm.epoch, rpm.version, rpm.release, rpm.installed_size))
-        carries_modules = carries_modules or any(f.path.startswith("/lib/modules/") for f in rpm.files)
+        carries_modules = carries_modules or holds_modules(rpm)
     return packmeta.UpdateMeta(
         label=ctx.label,
         text=info.text,
