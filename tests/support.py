@@ -82,14 +82,22 @@ def installed_kernel() -> str:
     return found[0]
 
 
-CH82_RELEASE = "4.19.0+1"
+CH82_RELEASE = "4.19.0+1"  # Citrix Hypervisor 8.2's uname -r
 
 
 def ch82_kernel_devel() -> Path:
-    """Citrix Hypervisor 8.2's kernel-devel RPM, in the shared/ folder beside the checkout (see its README)."""
+    """Citrix Hypervisor 8.2's kernel-devel RPM from <repo>/../shared/ch82/; fails the test when absent."""
     import pytest
 
-    found = sorted((REPO.parent / "shared" / "ch82").glob("kernel-devel-*.rpm"))
+    found = sorted((SHARED / "ch82").glob("kernel-devel-*.rpm"))
     if len(found) != 1:
-        pytest.fail(f"these tests need the one CH 8.2 kernel-devel RPM in {REPO.parent / 'shared' / 'ch82'}/")
+        pytest.fail(f"these tests need the one Citrix Hypervisor 8.2 kernel-devel RPM in {SHARED / 'ch82'}/")
     return found[0]
+
+
+def use_kernel_devel_cache(root: Path, cache: Path) -> None:
+    """Make root's build/kernel-devel the session's cache, so the RPM is unpacked once per test session."""
+    (root / "build").mkdir(parents=True, exist_ok=True)
+    link = root / "build" / "kernel-devel"
+    if not link.exists():
+        link.symlink_to(cache, target_is_directory=True)

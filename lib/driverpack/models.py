@@ -418,6 +418,15 @@ class Driver(_Model):
     module_folders: tuple[TreeFolder, ...] = ()
     changelog: tuple[ChangelogEntry, ...] = ()
     data: DataPackage | None = None
+    # An in-box Citrix Hypervisor 8.2 driver package this driver upgrades: the kernel-module RPM
+    # takes that Name (name stays the pack's handle for folders and logs); see inbox.py.
+    replaces: RpmName | None = None
+    epoch: Annotated[int, Field(ge=0)] | None = None
+
+    @property
+    def rpm_name(self) -> str:
+        """The kernel-module RPM's Name."""
+        return self.replaces or self.name
 
     @property
     def data_name(self) -> str:
@@ -480,7 +489,8 @@ class PackInfo(_Model):
     build: RpmRelease = "1"
     vendor: OneLine = "driverpack"
     base_requires: BaseRequires | None = None
-    after_apply: tuple[AfterApply, ...] = ()
+    # None (not set): restartHost when the pack carries kernel modules, else nothing; see guidance.py.
+    after_apply: tuple[AfterApply, ...] | None = None
     signing_key: str | None = None  # an armored secret key file (passphrase-protected or not)
     signing_fingerprint: Fingerprint | None = None  # a key in a GnuPG keyring, used where it is
     gnupghome: FilePath | None = None  # that keyring, when not $GNUPGHOME or ~/.gnupg
@@ -503,7 +513,7 @@ class PackInfo(_Model):
 class KernelTarget(_Model):
     kernel: KernelRelease = "auto"
     build_dir: OptionalFilePath = ""
-    module_dir: Literal["extra", "updates"] = "extra"
+    module_dir: Literal["extra", "updates"] = "updates"
     kernel_devel: OptionalFilePath = ""
 
 
@@ -526,7 +536,10 @@ class Pack(_Model):
             if self.pack.label is None:
                 raise ValueError("pack.label: required when the pack has no [[drivers]] (it defaults to the first)")
         seen: dict[str, str] = {}
-        names = [(f"drivers[{i}].name", d.name) for i, d in enumerate(self.drivers)]
+        names = [
+            (f"drivers[{i}].replaces" if d.replaces else f"drivers[{i}].name", d.rpm_name)
+            for i, d in enumerate(self.drivers)
+        ]
         names += [(f"drivers[{i}].data", d.data_name) for i, d in enumerate(self.drivers) if d.data]
         names += [("pack.label", f"update-{self.label}"), ("pack.label", f"control-{self.label}")]
         for where, name in names:

@@ -131,16 +131,19 @@ class Run:
     @property
     def ctx(self) -> Context:
         if self._ctx is None:
+            from driverpack import guidance
             from driverpack.steps.check import preflight
 
             if self.dry:
-                preflight(self.loaded, self.root)
+                checked = preflight(self.loaded, self.root)
             else:
-                timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
+                checked = timed("check", self.loaded.label, lambda: preflight(self.loaded, self.root))
             if self.hold is not None:
                 self.hold()
             self._ctx = make_context(self.loaded, self.root, self.jobs)
             self._declare(self._context_inputs(self._ctx))
+            for line in guidance.messages(self.loaded, checked.carries_modules) if not self.dry else ():
+                say(line)
             if self.loaded.pack.drivers and not self._ctx.kernel.requires_kernel and not self.dry:
                 say(
                     f"warning: kernel {self._ctx.kernel.release} is not usable as an rpm version, so the driver "

@@ -53,6 +53,7 @@ vendor = {vendor}
 # Optional. A control-<label> RPM then requires this, e.g. "product-version = 8.2.1".
 # base_requires = "product-version = 8.2.1"
 # Optional. What the host does after applying: restartHost, restartXAPI, restartPV, restartHVM.
+# Default: restartHost when the pack carries kernel modules (a new module takes effect at boot).
 # after_apply = ["restartHost"]
 # Optional. The RSA key that signs the RPMs, update.xml and repomd.xml: a secret key file (its
 # passphrase may stay on it), or the fingerprint of a key in your GnuPG keyring (or smartcard).
@@ -65,10 +66,11 @@ vendor = {vendor}
 # machine (a test build). Citrix Hypervisor 8.2 runs "4.19.0+1"; build for it from its
 # kernel-devel RPM, no DDK needed:
 #   kernel = "4.19.0+1"
-#   kernel_devel = "kernel-devel-4.19.19-8.0.38.xs8.x86_64.rpm"
+#   kernel_devel = "kernel-devel-4.19.19-<release>.x86_64.rpm"   # the host's kernel-devel RPM
 kernel = "auto"
 # Optional: build_dir (the kernel's Kbuild tree) and module_dir (where modules install under
-# /lib/modules/<kernel>/); see the README for their defaults.
+# /lib/modules/<kernel>/: "updates", as Citrix's rules ask; "extra" loses to an in-box module of the
+# same name); see the README for their defaults.
 """
 
 DATA_COMMENT = """\

@@ -53,8 +53,11 @@ def _search(data: bytes) -> str | None:
     return value.decode("utf-8", errors="replace")
 
 
-def _elf_section(data: bytes, wanted: bytes) -> bytes | None:
-    """The contents of the section named `wanted`, None if absent; _MalformedElf if unreadable."""
+def _elf_section(data: bytes, wanted: bytes, seen: list[bytes] | None = None) -> bytes | None:
+    """The contents of the section named `wanted`, None if absent; _MalformedElf if unreadable.
+
+    `seen`, when given, collects every section's name (and the whole table is read).
+    """
     if len(data) < 16 or not data.startswith(_ELF_MAGIC):
         raise _MalformedElf
     elf_class, encoding = data[4], data[5]
@@ -83,12 +86,28 @@ def _elf_section(data: bytes, wanted: bytes) -> bytes | None:
         return sh_name, data[_bounded(data, sh_offset, sh_size) : sh_offset + sh_size]
 
     _, names = section(shstrndx)
+    found = None
     for index in range(shnum):
         name_offset, contents = section(index)
         end = names.find(b"\0", name_offset)
-        if name_offset < len(names) and end >= 0 and names[name_offset:end] == wanted:
-            return contents
-    return None
+        name = names[name_offset:end] if name_offset < len(names) and end >= 0 else b""
+        if seen is not None:
+            seen.append(name)
+        if name == wanted and found is None:
+            found = contents
+            if seen is None:
+                break
+    return found
+
+
+def debug_sections(data: bytes) -> list[str]:
+    """Names of the .debug_* sections of an ELF file (a module not stripped of debug info has them)."""
+    seen: list[bytes] = []
+    try:
+        _elf_section(data, b"", seen)
+    except _MalformedElf:
+        return []
+    return sorted({n.decode("ascii", errors="replace") for n in seen if n.startswith(b".debug_")})
 
 
 def _bounded(data: bytes, offset: int, size: int) -> int:

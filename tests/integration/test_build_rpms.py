@@ -186,12 +186,12 @@ def unpack_rpm(path: Path, dest: Path) -> Path:
 
 def module_bytes(rpm: Path, kernel: str, name: str, work: Path) -> bytes:
     unpacked = unpack_rpm(rpm, work / f"unpacked-{rpm.name}")
-    return (unpacked / "lib" / "modules" / kernel / "extra" / f"{name}.ko").read_bytes()
+    return (unpacked / "lib" / "modules" / kernel / "updates" / f"{name}.ko").read_bytes()
 
 
 def assert_holds_module(rpm: Path, kernel: str, name: str, work: Path) -> None:
-    """The RPM installs exactly /lib/modules/<kernel>/extra/<name>.ko, built for that kernel."""
-    assert rpm_lines(rpm, "--list") == [f"/lib/modules/{kernel}/extra/{name}.ko"]
+    """The RPM installs exactly /lib/modules/<kernel>/updates/<name>.ko, built for that kernel."""
+    assert rpm_lines(rpm, "--list") == [f"/lib/modules/{kernel}/updates/{name}.ko"]
     magic = vermagic(module_bytes(rpm, kernel, name, work))
     assert magic is not None and vermagic_matches(magic, kernel), magic
 

@@ -207,10 +207,10 @@ def test_kmod_rpm_holds_exactly_its_modules(built: Built, kernel: str, case: str
     rpm = built.packages / driver.rpm
     assert rpm.is_file(), sorted(p.name for p in built.packages.iterdir())
     listed = tool("rpm", "-qp", "--list", rpm).split()
-    assert listed == [f"/lib/modules/{kernel}/extra/{module}" for module in sorted(driver.modules)]
+    assert listed == [f"/lib/modules/{kernel}/updates/{module}" for module in sorted(driver.modules)]
     unpacked = unpack_rpm(rpm, tmp_path / "unpacked")
     for module in driver.modules:
-        magic = vermagic((unpacked / "lib" / "modules" / kernel / "extra" / module).read_bytes())
+        magic = vermagic((unpacked / "lib" / "modules" / kernel / "updates" / module).read_bytes())
         assert magic is not None and vermagic_matches(magic, kernel), (module, magic)
 
 
@@ -219,7 +219,7 @@ def test_make_args_reach_the_module(built: Built, kernel: str, tmp_path: Path) -
     (arg,) = driver.make_args
     name, value = arg.split("=", 1)
     unpacked = unpack_rpm(built.packages / driver.rpm, tmp_path / "unpacked")
-    info = module_info((unpacked / "lib" / "modules" / kernel / "extra" / "cflag.ko").read_bytes())
+    info = module_info((unpacked / "lib" / "modules" / kernel / "updates" / "cflag.ko").read_bytes())
     assert info[name.lower()] == value
 
 
@@ -235,7 +235,7 @@ def test_make_args_are_needed(tmp_path: Path, kernel: str) -> None:
 
 def test_patch_is_in_the_module(built: Built, kernel: str, tmp_path: Path) -> None:
     unpacked = unpack_rpm(built.packages / CASES["needs-patch"].rpm, tmp_path / "unpacked")
-    info = module_info((unpacked / "lib" / "modules" / kernel / "extra" / "cpatch.ko").read_bytes())
+    info = module_info((unpacked / "lib" / "modules" / kernel / "updates" / "cpatch.ko").read_bytes())
     assert info["cpatch_state"] == "patched by fix-build.patch"
 
 

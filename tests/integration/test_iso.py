@@ -1,6 +1,7 @@
 """The supplemental pack ISO end to end, read back with the tools of the world that consumes it.
 
-packs/helloworld (and a variant of it with a base requirement, hence a control package) is built
+packs/helloworld (and a variant of it with a base requirement, hence a control package), targeting
+Citrix Hypervisor 8.2's kernel through its kernel-devel RPM (../shared/ch82/), is built
 in-process with driverpack.pipeline.iso into a temporary root, once per module. The ISO is then
 read with isoinfo and xorriso, its signatures checked with gpg and rpmkeys, its RPMs with rpm,
 its yum repository installed into a scratch root with dnf (gpgcheck on), its .md5 files with
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import support
 
 from driverpack import pipeline
 from driverpack.adapters.iso import IsoEntry, write_iso
@@ -57,7 +59,8 @@ Summary: What a Citrix Hypervisor 8.2 host provides to a pack, for dnf in a scra
 License: MIT
 BuildArch: noarch
 Provides: /bin/sh
-Provides: /sbin/depmod
+Provides: /usr/sbin/depmod
+Provides: kernel-uname-r = 4.19.0+1
 {extra}
 %description
 Stands in for the host's base packages.
@@ -249,17 +252,27 @@ def variant_toml(text: str) -> str:
     return head + marker + ours + table + tail
 
 
+def for_ch82(text: str) -> str:
+    """The pack targets Citrix Hypervisor 8.2's kernel, built from its kernel-devel RPM."""
+    kernel = f'kernel = "{support.CH82_RELEASE}"\nkernel_devel = "{support.ch82_kernel_devel()}"\n'
+    assert text.count('\nkernel = "auto"\n') == 1, "packs/helloworld/pack.toml has no kernel = auto line"
+    return text.replace('\nkernel = "auto"\n', "\n" + kernel)
+
+
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A driverpack root holding packs/helloworld and packs/helloworld-ctl (the control variant)."""
+def root(tmp_path_factory: pytest.TempPathFactory, ch82_cache: Path) -> Path:
+    """A driverpack root holding packs/helloworld and packs/helloworld-ctl (the control variant), for CH 8.2."""
     if not (HELLOWORLD / "pack.toml").is_file():
         pytest.fail(f"the example pack is missing: {HELLOWORLD}/pack.toml")
     root = tmp_path_factory.mktemp("root")
+    support.use_kernel_devel_cache(root, ch82_cache)
     shutil.copytree(HELLOWORLD, root / "packs" / "helloworld")
+    plain_toml = root / "packs" / "helloworld" / "pack.toml"
+    plain_toml.write_text(for_ch82(plain_toml.read_text(encoding="utf-8")), encoding="utf-8")
     variant = root / "packs" / CONTROL_LABEL
     shutil.copytree(HELLOWORLD, variant)
     toml = variant / "pack.toml"
-    toml.write_text(variant_toml(toml.read_text(encoding="utf-8")), encoding="utf-8")
+    toml.write_text(for_ch82(variant_toml(toml.read_text(encoding="utf-8"))), encoding="utf-8")
     return root
 
 

@@ -1,14 +1,11 @@
 """[target] kernel_devel: build against a kernel-devel RPM, unpacked once into build/kernel-devel/.
 
-No Citrix Hypervisor kernel-devel RPM is at hand, so the module fixture makes one from the
-installed kernel headers, laid out like CentOS's kernel-devel: one self-contained build tree at
-/usr/src/kernels/<release>/. Debian splits its headers in two trees (linux-headers-<rel>/, whose
-Makefile includes linux-headers-<rel-common>/Makefile by absolute path) with `scripts` and `tools`
-linking into /usr/lib/linux-kbuild-X.Y/; the copy merges them (the common tree, then the
-arch tree over it without its one-line Makefile) and copies those links' targets for real.
-
-The copy's kernel release is renamed to RELEASE, which no kernel here has, so a module whose
-vermagic is RELEASE can only have been built against the RPM's tree.
+The RPM is Citrix Hypervisor 8.2's own (../shared/ch82/, rebuilt from CH's kernel sources, see
+its README): one build tree at /usr/src/kernels/4.19.0+1-x86_64/ with /lib/modules/4.19.0+1/build
+linking to it, as CentOS's kernel-devel lays it out. Its release, 4.19.0+1, is no kernel installed
+here, so a module whose vermagic is 4.19.0+1 can only have been built against the RPM's tree.
+These tests unpack it into their own build/ (that is what they check); the other modules share
+one unpacked copy per session.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import textwrap
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +33,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 HELLOWORLD = REPO / "packs" / "helloworld"
-MODULES = Path("/lib/modules")
-# Citrix Hypervisor 8.2 style: a release rpm can use as a version, so the driver RPM requires it.
-RELEASE_SUFFIX = "+1"
 MARKER = ".driverpack-unpacked"  # what kerneldevel writes once an RPM is fully unpacked
-# Files of a kernel build tree that hold its release.
-RELEASE_FILES = ("include/generated/utsrelease.h", "include/config/kernel.release", ".kernelvariables")
 DEBIAN_INCLUDE = re.compile(r"include (/\S+)/Makefile\s*")
 
 
@@ -51,106 +42,16 @@ class KernelDevelRpm:
     path: Path
     release: str  # the release of the build tree it holds
 
+    @property
+    def tree(self) -> str:
+        return f"/usr/src/kernels/{self.release}-x86_64"
+
 
 @dataclass(frozen=True)
 class Built:
     root: Path
     loaded: LoadedPack
     result: RpmsResult
-
-
-# the kernel-devel RPM
-
-
-def kernel_layers(build_dir: Path) -> list[Path]:
-    """The trees that make up a kernel build dir: Debian's common tree then its arch tree, or the one tree."""
-    build_dir = build_dir.resolve()
-    included = DEBIAN_INCLUDE.fullmatch((build_dir / "Makefile").read_text())
-    return [Path(included.group(1)).resolve(), build_dir] if included else [build_dir]
-
-
-def copy_tree(layer: Path, dest: Path, *, skip: set[str], only_arches: set[str] | None) -> None:
-    """cp -a each top-level entry of layer into dest, merging folders; links leaving layer become copies."""
-    for entry in sorted(layer.iterdir()):
-        if entry.name in skip:
-            continue
-        if entry.is_symlink() and not entry.resolve().is_relative_to(layer):
-            if not (dest / entry.name).exists():
-                run([which("cp"), "-a", entry.resolve(), dest / entry.name], quiet=True)
-        elif entry.name == "arch" and only_arches is not None:
-            (dest / "arch").mkdir(exist_ok=True)
-            run([which("cp"), "-a", *(entry / a for a in sorted(only_arches)), dest / "arch"], quiet=True)
-        else:
-            run([which("cp"), "-a", entry, dest], quiet=True)
-
-
-def self_contained_tree(build_dir: Path, dest: Path, release: str) -> None:
-    """A merged copy of the kernel build tree at dest, its release renamed to `release`."""
-    layers = kernel_layers(build_dir)
-    arch_tree = layers[-1]
-    dest.mkdir(parents=True)
-    for i, layer in enumerate(layers):
-        is_common = i < len(layers) - 1
-        copy_tree(
-            layer,
-            dest,
-            # The arch tree's Makefile only includes the common one, which is already here.
-            skip={"Makefile"} if i > 0 else set(),
-            # Like CentOS's x86_64 kernel-devel: only the arch this tree is built for.
-            only_arches={p.name for p in (arch_tree / "arch").iterdir()} if is_common else None,
-        )
-    old = kernel_release(dest)
-    for name in RELEASE_FILES:
-        path = dest / name
-        if path.is_file():
-            path.write_text(path.read_text().replace(old, release))
-
-
-def kernel_release(tree: Path) -> str:
-    found = re.search(r'UTS_RELEASE\s+"([^"]+)"', (tree / "include/generated/utsrelease.h").read_text())
-    assert found, tree
-    return found.group(1)
-
-
-def build_kernel_devel_rpm(tree: Path, release: str, work: Path) -> Path:
-    """rpmbuild a kernel-devel RPM whose payload is `tree` at /usr/src/kernels/<release>/ (tree is moved)."""
-    version = release.split("+")[0].split("-")[0]
-    spec = work / "kernel-devel.spec"
-    spec.write_text(
-        textwrap.dedent(f"""\
-            Name: kernel-devel
-            Version: {version}
-            Release: 1
-            Summary: Kernel build tree for {release}, made from the installed headers
-            License: GPL-2.0-only
-            AutoReqProv: no
-
-            %description
-            The kernel build tree a driver compiles against, as CentOS's kernel-devel lays it out.
-
-            %install
-            mkdir -p %{{buildroot}}/usr/src/kernels
-            mv '{tree}' '%{{buildroot}}/usr/src/kernels/{release}'
-
-            %files
-            /usr/src/kernels/{release}
-            """)
-    )
-    top = work / "rpmbuild"
-    defines = {
-        "_topdir": str(top),
-        "_binary_payload": "w1.gzdio",  # fast: the tree is tens of megabytes
-        "_build_id_links": "none",
-        "debug_package": "%{nil}",
-        "__os_install_post": "%{nil}",  # no stripping or compressing of the tree's files
-        "__spec_install_post": "%{nil}",
-    }
-    argv: list[str | Path] = [which("rpmbuild"), "-bb"]
-    for key, value in defines.items():
-        argv += ["--define", f"{key} {value}"]
-    run([*argv, spec], log=work / "rpmbuild.log", quiet=True)
-    (rpm,) = (top / "RPMS").glob("*/kernel-devel-*.rpm")
-    return rpm
 
 
 # packs
@@ -214,13 +115,9 @@ def installed_kernel() -> str:
 
 
 @pytest.fixture(scope="module")
-def kernel_devel_rpm(tmp_path_factory: pytest.TempPathFactory, installed_kernel: str) -> KernelDevelRpm:
-    work = tmp_path_factory.mktemp("kernel-devel-rpm")
-    release = installed_kernel.split("-")[0] + RELEASE_SUFFIX
-    assert release not in installed_kernels()
-    tree = work / "tree" / release
-    self_contained_tree(MODULES / installed_kernel / "build", tree, release)
-    return KernelDevelRpm(build_kernel_devel_rpm(tree, release, work), release)
+def kernel_devel_rpm(installed_kernel: str) -> KernelDevelRpm:
+    assert support.CH82_RELEASE not in installed_kernels()
+    return KernelDevelRpm(support.ch82_kernel_devel(), support.CH82_RELEASE)
 
 
 @pytest.fixture(scope="module")
@@ -250,19 +147,22 @@ def unpacked(root: Path) -> Path:
 
 def test_rpm_holds_one_build_tree(kernel_devel_rpm: KernelDevelRpm) -> None:
     files = set(rpm_lines(kernel_devel_rpm.path, "--list"))
-    tree = f"/usr/src/kernels/{kernel_devel_rpm.release}"
+    tree = kernel_devel_rpm.tree
     assert {f"{tree}/Makefile", f"{tree}/.config", f"{tree}/include/generated/utsrelease.h"} <= files
-    assert all(f == tree or f.startswith(f"{tree}/") for f in files)
+    assert f"/lib/modules/{kernel_devel_rpm.release}/build" in files
+    assert f"kernel-devel-uname-r = {kernel_devel_rpm.release}" in rpm_lines(kernel_devel_rpm.path, "--provides")
     assert rpm_lines(kernel_devel_rpm.path, "--queryformat", "%{PAYLOADCOMPRESSOR}") == ["gzip"]
 
 
 def test_unpacked_tree_is_self_contained(built: Built, kernel_devel_rpm: KernelDevelRpm) -> None:
-    tree = unpacked(built.root) / "root" / "usr" / "src" / "kernels" / kernel_devel_rpm.release
+    tree = unpacked(built.root) / "root" / kernel_devel_rpm.tree.lstrip("/")
     assert (tree / "Makefile").is_file() and (tree / ".config").is_file()
     assert not DEBIAN_INCLUDE.fullmatch((tree / "Makefile").read_text()), "the Makefile only includes another"
     assert (tree / "scripts").is_dir() and not (tree / "scripts").is_symlink()
     assert symlinks_leaving(tree) == []
-    assert makefile_lines_naming(tree, "/usr/src") == []
+    # Other arches' boot Makefiles (sparc's names /usr/src/root.img) are never read for x86_64.
+    lines = makefile_lines_naming(tree, "/usr/src")
+    assert [line for line in lines if not line.startswith("arch/") or line.startswith("arch/x86/")] == []
 
 
 # building with it
@@ -270,7 +170,7 @@ def test_unpacked_tree_is_self_contained(built: Built, kernel_devel_rpm: KernelD
 
 def test_builds_against_the_unpacked_tree(built: Built, kernel_devel_rpm: KernelDevelRpm) -> None:
     ctx = pipeline.check(built.loaded, built.root)
-    tree = unpacked(built.root) / "root" / "usr" / "src" / "kernels" / kernel_devel_rpm.release
+    tree = unpacked(built.root) / "root" / kernel_devel_rpm.tree.lstrip("/")
     assert ctx.kernel.release == kernel_devel_rpm.release
     assert ctx.kernel.build_dir == tree
     assert ctx.kernel.build_dir.is_relative_to(built.root / "build" / "kernel-devel")
@@ -283,7 +183,7 @@ def test_module_vermagic_is_the_rpm_release(
 ) -> None:
     release = kernel_devel_rpm.release
     (rpm,) = built.result.kmod_rpms
-    path = f"/lib/modules/{release}/extra/helloworld.ko"
+    path = f"/lib/modules/{release}/updates/helloworld.ko"
     assert rpm_lines(rpm, "--list") == [path]
     assert f"kernel-uname-r = {release}" in rpm_lines(rpm, "--requires")
     payload = run([which("rpm2cpio"), rpm], quiet=True).stdout
@@ -304,7 +204,7 @@ def test_second_build_reuses_the_unpacked_rpm(built: Built, kernel_devel_rpm: Ke
     before = marker.stat()
     again = kernel_devel_pack(built.root, "kerneldevel-again", kernel_devel_rpm.release, str(kernel_devel_rpm.path))
     (rpm,) = pipeline.build_rpms(again, root=built.root).kmod_rpms
-    assert rpm_lines(rpm, "--list") == [f"/lib/modules/{kernel_devel_rpm.release}/extra/helloworld.ko"]
+    assert rpm_lines(rpm, "--list") == [f"/lib/modules/{kernel_devel_rpm.release}/updates/helloworld.ko"]
     after = marker.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert cache_entries(built.root) == [marker.parent], "no second unpack, no leftovers"
@@ -314,13 +214,13 @@ def test_second_build_reuses_the_unpacked_rpm(built: Built, kernel_devel_rpm: Ke
 
 
 def test_kernel_the_rpm_does_not_hold(built: Built, kernel_devel_rpm: KernelDevelRpm) -> None:
-    loaded = kernel_devel_pack(built.root, "kerneldevel-other", "4.19.0+1", str(kernel_devel_rpm.path))
+    loaded = kernel_devel_pack(built.root, "kerneldevel-other", "4.19.0+2", str(kernel_devel_rpm.path))
     with pytest.raises(PackError) as caught:
         pipeline.build_rpms(loaded, root=built.root)
     (problem,) = caught.value.problems
     assert "target.kernel_devel" in problem
     assert kernel_devel_rpm.path.name in problem
-    assert "kernel 4.19.0+1" in problem
+    assert "kernel 4.19.0+2" in problem
     assert f"(it has: {kernel_devel_rpm.release})" in problem
     assert "[target] kernel" in caught.value.hint
     assert not (built.root / "build" / "kerneldevel-other").exists()

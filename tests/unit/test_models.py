@@ -84,13 +84,15 @@ def test_defaults(tmp_path: Path) -> None:
     assert driver.make_args == ()
     assert driver.changelog == ()
     assert pack.pack.build == "1"
-    assert pack.pack.after_apply == ()
+    assert pack.pack.after_apply is None  # restartHost when the pack carries modules (guidance.py)
     assert pack.pack.base_requires is None
     assert pack.pack.signing_key is None
     assert pack.target.kernel == "auto"
     assert pack.target.build_dir == ""
-    assert pack.target.module_dir == "extra"
+    assert pack.target.module_dir == "updates"
     assert pack.rpms == ()
+    assert driver.replaces is None and driver.epoch is None
+    assert driver.rpm_name == "demo"
     assert driver.data is not None
     assert driver.data.release == "1"
     assert driver.data_name == "demo-data"

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "specs"
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
 
-CH82_KERNEL = "4.19.0+1"
+CH82_RELEASE = "4.19.0+1"
 DEBIAN_KERNEL = "6.1.0-9-amd64"
 REQUIRES_KERNEL = "Requires: kernel-uname-r = %{kernel_version}\n"
 
@@ -95,7 +95,7 @@ def demo_pack(root: Path, toml: str = PACK_TOML, files: dict[str, str] | None = 
     return load_pack(folder)
 
 
-def context(loaded: LoadedPack, kernel: str = CH82_KERNEL, module_dir: str = "extra") -> Context:
+def context(loaded: LoadedPack, kernel: str = CH82_RELEASE, module_dir: str = "updates") -> Context:
     target = KernelTarget(release=kernel, build_dir=Path("/lib/modules") / kernel / "build", module_dir=module_dir)
     work = loaded.folder.parent.parent / "build" / loaded.label
     return Context(
@@ -210,8 +210,11 @@ def test_helloworld_specs_parse(helloworld: Context, tmp_path: Path) -> None:
     specs = helloworld_specs(helloworld)
     kmod = parsed(specs["helloworld.spec"], tmp_path / "kmod")
     assert "Requires: kernel-uname-r = 4.19.0+1\n" in kmod
-    assert "/lib/modules/4.19.0+1/extra/*.ko" in kmod
-    assert "/sbin/depmod 4.19.0+1 || :" in kmod
+    assert "/lib/modules/4.19.0+1/updates/*.ko" in kmod
+    assert "\n/usr/sbin/depmod 4.19.0+1 || :\n" in kmod
+    assert "Requires(post): /usr/sbin/depmod\n" in kmod
+    assert "BuildRequires: kernel-devel-uname-r = 4.19.0+1\n" in kmod
+    assert "dracut -f /boot/initrd-4.19.0+1.img 4.19.0+1 || :" in kmod
     data = parsed(specs["helloworld-data.spec"], tmp_path / "data")
     assert "BuildArch: noarch\n" in data
 
@@ -377,7 +380,7 @@ def test_make_args_refused(root: Path, bad: str) -> None:
 
 
 def test_kernel_that_is_an_rpm_version_is_required(root: Path, tmp_path: Path) -> None:
-    spec = kmod_spec(context(demo_pack(root), kernel=CH82_KERNEL))
+    spec = kmod_spec(context(demo_pack(root), kernel=CH82_RELEASE))
     assert REQUIRES_KERNEL in spec
     assert "%define kernel_version 4.19.0+1\n" in spec
     out = parsed(spec, tmp_path / "c")
@@ -389,14 +392,42 @@ def test_debian_kernel_release_gets_no_requires(root: Path, tmp_path: Path) -> N
     assert "kernel-uname-r" not in spec
     assert f"%define kernel_version {DEBIAN_KERNEL}\n" in spec
     out = parsed(spec, tmp_path / "c")
-    assert "kernel-uname-r" not in out
-    assert f"/lib/modules/{DEBIAN_KERNEL}/extra/*.ko" in out
+    assert "kernel-uname-r" not in out and "kernel-devel-uname-r" not in out
+    assert f"/lib/modules/{DEBIAN_KERNEL}/updates/*.ko" in out
 
 
-def test_module_dir_updates(root: Path, tmp_path: Path) -> None:
-    spec = kmod_spec(context(demo_pack(root), module_dir="updates"))
-    assert "%define module_dir updates\n" in spec
-    assert "/lib/modules/4.19.0+1/updates/*.ko" in parsed(spec, tmp_path / "c")
+def test_module_dir_extra(root: Path, tmp_path: Path) -> None:
+    spec = kmod_spec(context(demo_pack(root), module_dir="extra"))
+    assert "%define module_dir extra\n" in spec
+    assert "/lib/modules/4.19.0+1/extra/*.ko" in parsed(spec, tmp_path / "c")
+
+
+def test_replaces_names_the_rpm_and_epoch(root: Path, tmp_path: Path) -> None:
+    ctx = context(demo_pack(root))
+    _, driver = with_driver(ctx, replaces="intel-i40e", epoch=1, version="2.9.22")
+    spec = render_kmod_spec(ctx, driver, inspect_tarball(ctx.loaded.resolve(driver.source)), 0)
+    out = queried(spec, tmp_path / "q", "%{NAME} %{EPOCH} %{VERSION}-%{RELEASE}")
+    assert out.split() == ["intel-i40e", "1", "2.9.22-1"]
+    assert " - 1:2.9.22-1\n" in spec  # the changelog's EVR
+
+
+@pytest.mark.parametrize(
+    ("path", "rebuilds"),
+    [
+        ("lib/firmware/demo/fw.bin", True),
+        ("etc/modprobe.d/demo.conf", True),
+        ("etc/udev/rules.d/90-demo.rules", False),
+        ("usr/share/doc/demo-data/README", False),
+    ],
+)
+def test_data_spec_rebuilds_the_initrd_for_firmware_and_modprobe_files(root: Path, path: str, rebuilds: bool) -> None:
+    ctx = context(demo_pack(root, DATA_TOML))
+    write_data_folder(ctx.loaded.folder / "demo-data-2.0", {path: "x\n"})
+    spec = render_data_spec(ctx, ctx.loaded.pack.drivers[0], 0)
+    assert ("%posttrans\n" in spec) is rebuilds
+    assert ("dracut -f /boot/initrd-%{kernel_version}.img %{kernel_version} || :" in spec) is rebuilds
+    assert ("%define kernel_version 4.19.0+1\n" in spec) is rebuilds
+    assert "depmod" not in spec
 
 
 # changelog and description

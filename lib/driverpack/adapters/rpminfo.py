@@ -23,7 +23,7 @@ import rpmfile
 import rpmfile.errors
 
 from driverpack.errors import BuildError
-from driverpack.vermagic import vermagic, vermagic_matches
+from driverpack.vermagic import debug_sections, vermagic, vermagic_matches
 
 # The rpmlib() capabilities rpm 4.11 provides: the rpmlibProvides[] table in rpm 4.11.x
 # lib/rpmds.c (rpm-software-management/rpm). It ends with TildeInVersions, which rpm 4.10.0
@@ -171,6 +171,11 @@ def iter_payload(path: Path, suffix: str = "") -> Iterator[tuple[str, bytes]]:
             stream.close()
 
 
+def holds_modules(info: RpmInfo) -> bool:
+    """Whether the RPM installs anything under /lib/modules/ (a kernel-module RPM)."""
+    return any(f.path.startswith("/lib/modules/") for f in info.files)
+
+
 def check_common(info: RpmInfo) -> list[str]:
     """Problems any RPM in a pack has if the host's rpm 4.11 cannot install it."""
     problems: list[str] = []
@@ -244,6 +249,14 @@ def _vermagic_problems(info: RpmInfo, kernel: str) -> list[str]:
     try:
         for module, content in iter_payload(info.path, ".ko"):
             found = vermagic(content)
+            debug = debug_sections(content)
+            if debug:
+                # rpm 4.11 strips only executable files, so whether a .ko ships its debug info would
+                # depend on the rpm that built it; the generated spec strips it in %install.
+                problems.append(
+                    f"{name}: {module} still has debug sections ({', '.join(debug[:3])}"
+                    f"{', …' if len(debug) > 3 else ''}); strip it with 'strip --strip-debug' in %install"
+                )
             if found is None:
                 problems.append(f"{name}: {module} has no vermagic; it is not a kernel module built by Kbuild")
             elif not vermagic_matches(found, kernel):

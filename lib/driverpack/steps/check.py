@@ -11,8 +11,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters import gpg
-from driverpack.adapters.rpminfo import check_common, read_rpm
+from driverpack.adapters.rpminfo import check_common, holds_modules, read_rpm
 from driverpack.adapters.tarball import inspect_tarball
 from driverpack.context import KERNEL_HEADERS_HINT, KernelTarget, resolve_kernel
 from driverpack.datafiles import printable, scan_data_folder
@@ -49,6 +50,7 @@ _KERNEL_TREE_PATH = re.compile(r"/[A-Za-z0-9._+/@,=~-]*")
 class CheckResult:
     kernel: str
     build_dir: Path
+    carries_modules: bool  # the pack has drivers, or a carried RPM holds kernel modules
 
 
 def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
@@ -86,6 +88,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                     problems += [f"{key}.source: {p}" for p in exc.problems]
                 else:
                     problems += [f"{key}.{p}" for p in route_problems(driver, tree, layout)]
+                    problems += inbox.module_problems(layout.modules, driver.rpm_name, key)
                     warnings += [f"{key}: {w}" for w in dkms_disagreements(driver, tree, layout)]
         for j, patch in enumerate(driver.patches):
             problem = _input_problem(loaded.resolve(patch), work)
@@ -97,6 +100,8 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 problems.append(f"{key}.spec: {problem}")
         if driver.data is not None:
             problems += [f"{key}.data.folder: {p}" for p in _data_folder_problems(loaded, driver, root, work)]
+    problems += inbox.replaces_problems(pack, str(where))
+    carries_modules = bool(pack.drivers)
     for i, extra in enumerate(pack.rpms):
         try:
             found = extra_rpm_files(loaded, extra.path)
@@ -115,7 +120,9 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
                 continue
             # Refused now rather than after every driver has been compiled.
             try:
-                problems += [f"{where}: rpms[{i}].path: {p}" for p in check_common(read_rpm(path))]
+                info = read_rpm(path)
+                problems += [f"{where}: rpms[{i}].path: {p}" for p in (*check_common(info), *inbox.rpm_problems(info))]
+                carries_modules = carries_modules or holds_modules(info)
             except DriverpackError as exc:
                 problems.append(f"{where}: rpms[{i}].path: {exc.message}")
 
@@ -129,7 +136,7 @@ def preflight(loaded: LoadedPack, root: Path) -> CheckResult:
     if problems:
         raise PackError(problems, hint="; ".join(dict.fromkeys(h for h in hints if h)))
     assert kernel is not None
-    return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir)
+    return CheckResult(kernel=kernel.release, build_dir=kernel.build_dir, carries_modules=carries_modules)
 
 
 def _signing_problems(loaded: LoadedPack, work: Path) -> tuple[list[str], list[str]]:

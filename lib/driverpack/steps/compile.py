@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters.tarball import extract_tarball, inspect_tarball
 from driverpack.context import Context
 from driverpack.errors import BuildError, PackError, ToolError
@@ -52,6 +53,18 @@ _MODPOST_UNDEFINED_WARNING = re.compile(
 def compilable(driver: Driver) -> bool:
     """Drivers with a hand-written spec are compiled by that spec's own %build."""
     return not driver.spec
+
+
+def refuse_inbox_modules(ctx: Context, results: list[CompiledDriver]) -> None:
+    """Before any RPM is made: no built module may be one an in-box driver package owns (unless replaced)."""
+    drivers = {d.name: (i, d) for i, d in enumerate(ctx.loaded.pack.drivers)}
+    problems = []
+    for result in results:
+        index, driver = drivers[result.name]
+        where = f"{ctx.loaded.file}: drivers[{index}]"
+        problems += inbox.module_problems((m.name for m in result.modules), driver.rpm_name, where)
+    if problems:
+        raise PackError(problems, hint="no RPM was built; see 'Targeting Citrix Hypervisor 8.2' in the README")
 
 
 def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
@@ -101,7 +114,9 @@ def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
         )
     modules = tuple(sorted({ko for folder in plan.module_folders for ko in (root / folder).rglob("*.ko")}))
     check_modules(modules, driver.name, ctx.kernel.release, log)
-    return CompiledDriver(name=driver.name, source_root=root, modules=modules)
+    compiled = CompiledDriver(name=driver.name, source_root=root, modules=modules)
+    refuse_inbox_modules(ctx, [compiled])
+    return compiled
 
 
 def _route_advice(driver: Driver, plan: RoutePlan, tarball: Path, index: int, ctx: Context) -> str:

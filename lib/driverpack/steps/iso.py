@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from driverpack import packmeta
+from driverpack import guidance, packmeta
 from driverpack.adapters import gpg
 from driverpack.adapters.iso import IsoEntry, write_iso
 from driverpack.adapters.repodata import render_groups_xml, write_repodata
 from driverpack.adapters.rpmbuild import rpmbuild
-from driverpack.adapters.rpminfo import read_rpm
+from driverpack.adapters.rpminfo import holds_modules, read_rpm
 from driverpack.atomic import write_text
 from driverpack.context import Context
 from driverpack.errors import BuildError
@@ -97,9 +97,11 @@ def md5_line(path: Path, name: str) -> str:
 def update_meta(ctx: Context, key_name: str, payload: tuple[Path, ...]) -> packmeta.UpdateMeta:
     info = ctx.loaded.pack.pack
     rpms = []
+    carries_modules = False
     for path in payload:
         rpm = read_rpm(path)
         rpms.append(packmeta.PayloadRpm(rpm.name, rpm.epoch, rpm.version, rpm.release, rpm.installed_size))
+        carries_modules = carries_modules or holds_modules(rpm)
     return packmeta.UpdateMeta(
         label=ctx.label,
         text=info.text,
@@ -107,7 +109,7 @@ def update_meta(ctx: Context, key_name: str, payload: tuple[Path, ...]) -> packm
         version=info.version,
         build=info.build,
         vendor=info.vendor,
-        after_apply=info.after_apply,
+        after_apply=guidance.effective_after_apply(info.after_apply, carries_modules),
         key_name=key_name,
         base_requires=info.base_requires,
         payload=tuple(rpms),

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters.rpmbuild import BuiltSpec, macro_path, rpmbuild
 from driverpack.adapters.rpminfo import check_common, check_data_rpm, check_kmod_rpm, read_rpm
 from driverpack.archive import write_tarball
@@ -107,9 +108,11 @@ def build_kmod_rpms(ctx: Context, driver: Driver, spec: Path, prebuilt: Path | N
     tree = unit_tree(ctx, f"kmod-{driver.name}")
     _copy_sources(ctx, driver, tree / "SOURCES")
     built = _build(ctx, spec, tree, prebuilt)
-    problems = [
-        p for rpm in built.rpms for p in check_kmod_rpm(read_rpm(rpm), ctx.kernel.release, (ctx.kernel.module_dir,))
-    ]
+    problems: list[str] = []
+    for rpm in built.rpms:
+        info = read_rpm(rpm)
+        problems += check_kmod_rpm(info, ctx.kernel.release, (ctx.kernel.module_dir,))
+        problems += inbox.rpm_problems(info)
     return _checked(built, problems)
 
 
@@ -141,6 +144,7 @@ def check_carried(ctx: Context, extra: tuple[Path, ...]) -> tuple[Path, ...]:
         carries_modules = any(f.path.startswith("/lib/modules/") for f in info.files)
         if carries_modules and ctx.kernel.release:
             problems += check_kmod_rpm(info, ctx.kernel.release)
+            problems += inbox.rpm_problems(info)
         else:
             problems += check_common(info)
     if problems:

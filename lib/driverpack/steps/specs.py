@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from driverpack import spectext
+from driverpack import inbox, spectext
 from driverpack.adapters.tarball import TarballLayout, inspect_tarball
 from driverpack.atomic import atomic_path, write_text
 from driverpack.context import Context
@@ -18,6 +18,9 @@ from driverpack.errors import PackError
 from driverpack.load import LoadedPack
 from driverpack.models import ChangelogEntry, Driver, is_spec_safe_path
 from driverpack.routes import plan_route, render_build_script
+
+# Data files dracut copies into the initrd (firmware, modprobe options): the data RPM rebuilds it.
+INITRD_TREES = ("lib/firmware/", "etc/modprobe.d/")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
             pack_file=pack_file_shown(loaded),
             kernel=ctx.kernel.release,
             module_dir=ctx.kernel.module_dir,
-            name=driver.name,
+            name=driver.rpm_name,
+            epoch=driver.epoch,
             version=driver.version,
             release=driver.release,
             summary=spectext.escape(driver.summary),
@@ -112,7 +116,7 @@ def render_kmod_spec(ctx: Context, driver: Driver, layout: TarballLayout, index:
             route=plan.route,
             build_script=render_build_script(plan),
             module_folders=plan.module_folders,
-            changelog=render_changelog(driver.changelog, f"{driver.version}-{driver.release}", ctx.epoch),
+            changelog=render_changelog(driver.changelog, str(inbox.driver_evr(driver)), ctx.epoch),
         )
     )
 
@@ -133,6 +137,7 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
     assert driver.data is not None
     loaded = ctx.loaded
     data = driver.data
+    files = data_files(loaded, driver, index)
     return (
         _environment()
         .get_template("data.spec.j2")
@@ -149,7 +154,9 @@ def render_data_spec(ctx: Context, driver: Driver, index: int) -> str:
             description=description(
                 "", f"Userspace files (firmware, modprobe rules, configuration) for {driver.name}."
             ),
-            files=data_files(loaded, driver, index),
+            files=files,
+            kernel=ctx.kernel.release,
+            initrd_files=any(f.path.startswith(INITRD_TREES) for f in files),
             changelog=render_changelog(driver.changelog, f"{data.version}-{data.release}", ctx.epoch),
         )
     )

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from driverpack import inbox
 from driverpack.adapters import gpg
 from driverpack.adapters.iso import extract_iso, file_digests, read_iso
 from driverpack.adapters.repodata import check_repodata, read_repodata
@@ -267,12 +268,16 @@ def _rpm_problems(work: Path, attributes: dict[str, str], kernel: tuple[str, str
             target, why = target_kernel(info, kernel, kernels)
             targets.setdefault(target, why)
             problems += check_kmod_rpm(info, target)
+            problems += inbox.rpm_problems(info)
             modules += sum(1 for f in info.files if f.path.endswith(".ko"))
         elif info.name.endswith("-data"):
             problems += check_data_rpm(info)
         else:
             problems += check_common(info)
-    ok.append(f"{len(payload)} payload RPMs checked ({modules} modules, vermagic, paths, rpm 4.11 payloads)")
+    ok.append(
+        f"{len(payload)} payload RPMs checked ({modules} modules: vermagic, no debug info, no in-box module"
+        " names; paths, rpm 4.11 payloads)"
+    )
     ok += [f"modules checked for kernel {target} ({why})" for target, why in sorted(targets.items())]
     return problems
 
