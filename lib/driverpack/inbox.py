@@ -34,6 +34,7 @@ class InboxPackage:
     modules: tuple[str, ...]  # file names, e.g. "i40e.ko"
     source: str
     note: str
+    hotfix_evr: Evr | None = None  # a higher EVR a later 8.2 hotfix is known to ship (its changelog says so)
 
 
 @functools.cache
@@ -43,7 +44,7 @@ def inbox_packages() -> tuple[InboxPackage, ...]:
     raw = tomllib.loads(text)
     packages = []
     for entry in raw["package"]:
-        unknown = set(entry) - {"name", "evr", "modules", "source", "note"}
+        unknown = set(entry) - {"name", "evr", "modules", "source", "note", "hotfix_evr"}
         if unknown or not entry.get("modules") or not entry.get("source"):
             raise ValueError(f"{TABLE_FILE}: entry {entry.get('name')!r} is malformed ({sorted(unknown)})")
         modules = tuple(entry["modules"])
@@ -56,6 +57,7 @@ def inbox_packages() -> tuple[InboxPackage, ...]:
                 modules=modules,
                 source=entry["source"],
                 note=entry.get("note", ""),
+                hotfix_evr=Evr.parse(entry["hotfix_evr"]) if entry.get("hotfix_evr") else None,
             )
         )
     return tuple(packages)
@@ -153,6 +155,16 @@ def replaces_warnings(pack: Pack) -> list[str]:
             warnings.append(
                 f"{driver.name} replaces {package.name}, whose {PRODUCT} version is not confirmed "
                 f"({package.note}); check that {driver_evr(driver)} is higher than 'rpm -q {package.name}' on the host"
+            )
+        elif (
+            package is not None
+            and package.hotfix_evr is not None
+            and driver_evr(driver).compare(package.hotfix_evr) <= 0
+        ):
+            warnings.append(
+                f"{driver.name} replaces {package.name}, and {driver_evr(driver)} is above {PRODUCT}'s {package.evr} "
+                f"but not above {package.hotfix_evr}, which a later {PRODUCT} hotfix ships: a host with that hotfix "
+                f"keeps its driver; check 'rpm -q {package.name}' on the hosts you target"
             )
     return warnings
 

@@ -458,7 +458,7 @@ def test_carried_rpm_with_an_inbox_module_is_refused(root: Path, replacing: Buil
     with pytest.raises(PackError) as caught:
         pipeline.check(load_pack(folder), root)
     (problem,) = caught.value.problems
-    assert "rpms[0]: other-nic-1.0-1.x86_64.rpm: ships i40e.ko" in problem
+    assert "rpms[0].path: other-nic-1.0-1.x86_64.rpm: ships i40e.ko" in problem
     assert "rebuild it as package intel-i40e" in problem
 
 

@@ -55,7 +55,9 @@ def test_data_folder_up_and_out_of_the_checkout_is_read_not_deleted(tmp_path: Pa
     data_rpm = tree.work / "build" / "helloworld" / "rpmbuild" / "RPMS" / "noarch" / "helloworld-data-1.0-1.noarch.rpm"
     listed = run([which("rpm"), "-qlp", data_rpm], quiet=True).stdout.decode().split()
     assert listed == ["/lib/firmware/a.bin"]
-    assert (tree.work / "build" / "helloworld" / "rpmbuild" / "SOURCES" / "helloworld-data-1.0.tar").is_file()
+    assert (
+        tree.work / "build" / "helloworld" / "rpmbuild" / "data-helloworld" / "SOURCES" / "helloworld-data-1.0.tar"
+    ).is_file()
 
 
 @pytest.mark.parametrize(
@@ -129,3 +131,44 @@ def test_rpmbuild_refuses_a_topdir_rpm_would_read_as_macros(tmp_path: Path) -> N
     spec.write_text(PROBE_SPEC.replace("{echoes}", ""))
     with pytest.raises(BuildError, match=r"rpm reads the '%' in it as a macro"):
         rpmbuild(spec, topdir, epoch=0, log=tmp_path / "rpmbuild.log", what="-bp")
+
+
+def test_data_folder_outside_the_pack_is_an_input_of_the_quick_check(tmp_path: Path) -> None:
+    """A firmware file changed in a data folder beside the pack: the rerun sees it and ships the new bytes."""
+    tree = new_sentinel_tree(tmp_path)
+    firmware = tree.beside_work / "firmware-tree" / "lib" / "firmware" / "acme.bin"
+    firmware.parent.mkdir(parents=True)
+    firmware.write_bytes(b"version 1\n")
+    example_pack(tree, f'[drivers.data]\nversion = "1.0"\nfolder = "{firmware.parents[2]}"\n')
+    assert run_inv(tree.work, "release-zip", "--pack", str(tree.pack), env=tree.env).returncode == 0
+    again = run_inv(tree.work, "release-zip", "--pack", str(tree.pack), env=tree.env)
+    assert "up to date: no input or output changed" in again.stderr, again.stderr
+
+    firmware.write_bytes(b"version 2\n")
+    rebuilt = run_inv(tree.work, "release-zip", "--pack", str(tree.pack), env=tree.env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "up to date: no input or output changed" not in rebuilt.stderr, rebuilt.stderr
+    assert "==> build-rpms [helloworld]" in rebuilt.stderr and "    reused helloworld (unchanged)" in rebuilt.stderr
+    rpm = tree.work / "build" / "helloworld" / "rpmbuild" / "RPMS" / "noarch" / "helloworld-data-1.0-1.noarch.rpm"
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    payload = run([which("rpm2cpio"), rpm], quiet=True).stdout
+    run([which("cpio"), "-idm", "--quiet"], cwd=unpacked, input=payload, quiet=True)
+    assert (unpacked / "lib" / "firmware" / "acme.bin").read_bytes() == b"version 2\n"
+
+
+def test_signing_key_named_like_an_iso_is_refused(tmp_path: Path) -> None:
+    """Its public key goes to dist/<key file name less .asc>: 'helloworld.iso.asc' would overwrite the ISO."""
+    tree = new_sentinel_tree(tmp_path)
+    pack = example_pack(tree, '[drivers.data]\nversion = "1.0"\n')
+    (pack / "helloworld-data-1.0" / "lib" / "firmware").mkdir(parents=True)
+    (pack / "helloworld-data-1.0" / "lib" / "firmware" / "a.bin").write_bytes(b"fw\n")
+    (pack / "helloworld.iso.asc").write_text("not read: the name is refused first\n")
+    toml = pack / "pack.toml"
+    toml.write_text(toml.read_text().replace("[target]", 'signing_key = "helloworld.iso.asc"\n\n[target]', 1))
+    checked = run_inv(tree.work, "check", "--pack", str(pack), env=tree.env)
+    assert checked.returncode == 2, checked.stderr
+    assert "pack.signing_key: helloworld.iso.asc: the public key would be written to dist/helloworld.iso" in (
+        checked.stderr
+    )
+    assert "Traceback" not in checked.stderr

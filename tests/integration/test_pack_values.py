@@ -288,10 +288,10 @@ HANDWRITTEN_SPEC = textwrap.dedent("""\
     %{__make} -C %{kernel_build_dir} M="$(pwd)" modules
 
     %install
-    install -D -m 0644 helloworld.ko %{buildroot}/lib/modules/KERNEL/extra/helloworld.ko
+    install -D -m 0644 helloworld.ko %{buildroot}/lib/modules/KERNEL/updates/helloworld.ko
 
     %files
-    /lib/modules/KERNEL/extra/helloworld.ko
+    /lib/modules/KERNEL/updates/helloworld.ko
     """)
 
 

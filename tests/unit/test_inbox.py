@@ -138,6 +138,17 @@ def test_replaces_a_package_whose_evr_is_unknown_warns() -> None:
     assert "'rpm -q broadcom-bnxt-en' on the host" in warning
 
 
+@pytest.mark.parametrize(("version", "warned"), [("2.9.22", True), ("2.22.20", True), ("2.22.21", False)])
+def test_replacement_below_a_known_hotfix_is_warned(version: str, warned: bool) -> None:
+    """intel-i40e: 8.2 shipped 2.9.21-3 and a later hotfix 2.22.20-5; between the two, hotfixed hosts keep theirs."""
+    replacing = pack(driver("acme", version, 'replaces = "intel-i40e"\n'))
+    assert inbox.replaces_problems(replacing, "p") == []
+    warnings = inbox.replaces_warnings(replacing)
+    assert bool(warnings) == warned
+    if warned:
+        assert "but not above 2.22.20-5, which a later Citrix Hypervisor 8.2 hotfix ships" in warnings[0]
+
+
 def test_two_drivers_replacing_one_package_collide() -> None:
     from pydantic import ValidationError
 

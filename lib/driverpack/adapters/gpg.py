@@ -223,6 +223,18 @@ def passphrase_from(env: Mapping[str, str], *, terminal: str = "") -> Passphrase
     return Passphrase(terminal=terminal)
 
 
+# What a pack writes into dist/ beside its public key: a key named like one would overwrite it.
+DIST_OUTPUT_SUFFIXES = (".iso", ".md5", ".zip")
+
+
+def public_key_name(secret_key_file: Path) -> str:
+    """The name the host knows the key by (update.xml's key attribute, the file in dist/): the key file's name."""
+    name = secret_key_file.name
+    for suffix in (".asc", ".gpg", ".key", ".sec", ".secret"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def load_key(secret_key_file: Path, passphrase: Passphrase = Passphrase()) -> SigningKey:
     """Import a secret key file into a private homedir outside the checkout; one RSA signing-capable key expected."""
     where = f"signing_key {secret_key_file}"

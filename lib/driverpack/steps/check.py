@@ -153,6 +153,11 @@ def _signing_problems(loaded: LoadedPack, work: Path) -> tuple[list[str], list[s
                 f"{printable(key_file.name)}: name the key file with letters, digits and . _ + - only "
                 "(less .asc or .gpg, its name is the public key's file name in dist/ and in update.xml)"
             )
+        elif not problem and gpg.public_key_name(key_file).endswith(gpg.DIST_OUTPUT_SUFFIXES):
+            problem = (
+                f"{printable(key_file.name)}: the public key would be written to dist/"
+                f"{gpg.public_key_name(key_file)}, a name like a pack's ISO, checksum or zip; rename the key file"
+            )
         if problem:
             problems.append(f"{where}: pack.signing_key: {problem}")
         for i, driver in enumerate(loaded.pack.drivers):

@@ -102,7 +102,7 @@ def compile_driver(ctx: Context, driver: Driver, jobs: int) -> CompiledDriver:
             step = "" if command in plan.build else f"{command.what} ({shown})"
             raise BuildError(
                 diagnose(log, driver.name, ctx.kernel.release, step) + _route_advice(driver, plan, tarball, index, ctx),
-                hint=f"full log: {log}",
+                hint=f"the command: {shown} (in {root / command.folder}); full log: {log}",
             ) from None
     undefined = undefined_symbols(log)
     if undefined:
@@ -134,7 +134,8 @@ def _route_advice(driver: Driver, plan: RoutePlan, tarball: Path, index: int, ct
 def apply_patch(root: Path, patch: Path, where: str, log: Path) -> None:
     """patch -p1; a patch that does not apply names itself and the failing hunk."""
     proc = run(
-        ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(patch)],
+        # --fuzz=0 as rpm's %patch has it: a patch that applies here applies in the SRPM's %prep too.
+        ["patch", "-p1", "--fuzz=0", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(patch)],
         cwd=root,
         log=log,
         check=False,

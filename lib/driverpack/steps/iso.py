@@ -73,12 +73,7 @@ def open_signing_key(choice: SigningChoice) -> gpg.SigningKey:
     return gpg.load_key(choice.key_file, passphrase)
 
 
-def public_key_name(secret_key_file: Path) -> str:
-    """The name the host knows the key by (update.xml's key attribute): the key file's basename."""
-    name = secret_key_file.name
-    for suffix in (".asc", ".gpg", ".key", ".sec", ".secret"):
-        name = name.removesuffix(suffix)
-    return name
+public_key_name = gpg.public_key_name
 
 
 def vendor_key_name(vendor: str) -> str:

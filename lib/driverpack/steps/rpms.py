@@ -113,6 +113,9 @@ def build_kmod_rpms(ctx: Context, driver: Driver, spec: Path, prebuilt: Path | N
         info = read_rpm(rpm)
         problems += check_kmod_rpm(info, ctx.kernel.release, (ctx.kernel.module_dir,))
         problems += inbox.rpm_problems(info)
+    if driver.spec:  # the pack's own spec made these RPMs: name the key to fix
+        index = ctx.loaded.pack.drivers.index(driver)
+        problems = [f"{ctx.loaded.file}: drivers[{index}].spec: {p}" for p in problems]
     return _checked(built, problems)
 
 
