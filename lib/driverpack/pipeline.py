@@ -198,11 +198,9 @@ class Run:
         if self.dry:
             self._results[step] = [results.get(u.name) for u in units]
             return self._results[step]  # type: ignore[return-value]
-        if not units:
-            pass
-        elif not stale:
+        if units and not stale:
             say(f"--- {step} [{ctx.label}] up to date, skipped")
-        else:
+        elif stale:
             say(f"==> {step} [{ctx.label}]")
             start = time.monotonic()
             reused = [u.shown for u in units if u.name in results]
