@@ -195,8 +195,8 @@ class Run:
             self.reports.append(UnitReport(step, unit.name, unit.shown, state.fresh, state.reasons))
         results: dict[str, T] = {u.name: s.result for u, s in zip(units, states, strict=True) if s.fresh}
         stale = [(u, s) for u, s in zip(units, states, strict=True) if not s.fresh]
-        if self.dry:
-            self._results[step] = [results.get(u.name) for u in units]
+        if self.dry:  # a unit that would run is taken to give what it gave last time
+            self._results[step] = [results.get(u.name, s.last) for u, s in zip(units, states, strict=True)]
             return self._results[step]  # type: ignore[return-value]
         if units and not stale:
             say(f"--- {step} [{ctx.label}] up to date, skipped")

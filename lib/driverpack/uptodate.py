@@ -174,6 +174,7 @@ class UnitState:
     digest: str
     verdict: Verdict
     result: Any  # the recorded result, when fresh
+    last: Any  # the recorded result, fresh or not (what `inv status` assumes a rerun gives)
 
     @property
     def fresh(self) -> bool:
@@ -189,8 +190,8 @@ def unit_state(stamp: Path, inputs: Inputs) -> UnitState:
     digest = digest_of(inputs.unit, fingerprints)
     saved = read_stamp(stamp)
     verdict = judge(saved, fingerprints, digest)
-    result = saved["result"] if saved is not None and verdict.fresh else None
-    return UnitState(stamp, fingerprints, digest, verdict, result)
+    last = saved["result"] if saved is not None else None
+    return UnitState(stamp, fingerprints, digest, verdict, last if verdict.fresh else None, last)
 
 
 def record(state: UnitState, outputs: Iterable[Path], result: object) -> None:
