@@ -12,7 +12,7 @@ import functools
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -171,10 +171,3 @@ def code_files() -> tuple[str, ...]:
         if spec is not None and spec.origin:
             files.append(spec.origin)
     return tuple(files)
-
-
-def merge_watched(declarations: Iterable[Inputs]) -> dict[str, Stat | None]:
-    merged: dict[str, Stat | None] = {}
-    for inputs in declarations:
-        merged.update(inputs.watched())
-    return merged
